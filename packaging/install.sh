@@ -1,0 +1,87 @@
+#!/bin/sh
+# Install ImageServing, the Server Supervisor and the units from units/ (their only copy),
+# with the supervisor's path filled in. Used by hand, by the tests and by the packages.
+#
+#   packaging/install.sh [--user] [--prefix DIR] [--unit-dir DIR] [--destdir DIR]
+#                        [--from DIR] [--no-reload]
+set -eu
+
+usage() {
+    cat <<'USAGE'
+Usage: packaging/install.sh [OPTIONS]
+
+Install the ImageServing command, the Server Supervisor and the systemd units.
+
+  --user           install for your own user manager (systemctl --user); binaries go to
+                   ~/.local, units to ${XDG_DATA_HOME:-$HOME/.local/share}/systemd/user
+  --prefix DIR     where binaries go: DIR/bin and DIR/libexec/imageserving
+                   (default /usr/local, or ~/.local with --user)
+  --unit-dir DIR   where units go (default /etc/systemd/system, or the user unit dir)
+  --destdir DIR    stage everything under DIR (for packages); implies --no-reload
+  --from DIR       where the built binaries are (default: target/release of this tree)
+  --no-reload      do not ask the manager to reload its units afterwards
+  -h, --help       this text
+USAGE
+}
+
+die() { echo "install.sh: $*" >&2; exit 2; }
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+user=0 prefix="" unit_dir="" destdir="" from="$here/target/release" reload=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --user) user=1 ;;
+        --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix=$2; shift ;;
+        --unit-dir) [ $# -ge 2 ] || die "--unit-dir needs a directory"; unit_dir=$2; shift ;;
+        --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; reload=0; shift ;;
+        --from) [ $# -ge 2 ] || die "--from needs a directory"; from=$2; shift ;;
+        --no-reload) reload=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option '$1'; see --help" ;;
+    esac
+    shift
+done
+
+if [ "$user" = 1 ]; then
+    : "${HOME:?install.sh --user needs HOME}"
+    [ -n "$prefix" ] || prefix="$HOME/.local"
+    [ -n "$unit_dir" ] || unit_dir="${XDG_DATA_HOME:-$HOME/.local/share}/systemd/user"
+    scope=--user
+else
+    [ -n "$prefix" ] || prefix=/usr/local
+    [ -n "$unit_dir" ] || unit_dir=/etc/systemd/system
+    scope=--system
+fi
+case "$prefix" in /*) ;; *) die "--prefix must be an absolute path" ;; esac
+
+for bin in ImageServing imageserving-supervisor; do
+    [ -x "$from/$bin" ] || die "$from/$bin not found: build it first with 'cargo build --release'"
+done
+
+bindir="$prefix/bin"
+libexecdir="$prefix/libexec/imageserving"
+install -d "$destdir$bindir" "$destdir$libexecdir" "$destdir$unit_dir"
+install -m 0755 "$from/ImageServing" "$destdir$bindir/ImageServing"
+ln -sf ImageServing "$destdir$bindir/imageserving"
+install -m 0755 "$from/imageserving-supervisor" "$destdir$libexecdir/imageserving-supervisor"
+
+for unit in "$here"/units/*.service "$here"/units/*.target; do
+    name=$(basename "$unit")
+    if [ "$user" = 1 ]; then
+        # A user manager has no multi-user.target; default.target is its equivalent.
+        sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' "$unit"
+    else
+        sed -e "s|@LIBEXECDIR@|$libexecdir|g" "$unit"
+    fi >"$destdir$unit_dir/$name.tmp"
+    chmod 0644 "$destdir$unit_dir/$name.tmp"
+    mv "$destdir$unit_dir/$name.tmp" "$destdir$unit_dir/$name"
+done
+
+echo "installed ImageServing to $destdir$bindir, the supervisor to $destdir$libexecdir, units to $destdir$unit_dir"
+if [ "$reload" = 1 ]; then
+    if systemctl "$scope" daemon-reload 2>/dev/null; then
+        echo "reloaded the $scope manager; start the stack with: ImageServing${user:+}$( [ "$user" = 1 ] && echo ' --user') start"
+    else
+        echo "note: could not reload the ${scope#--} manager; run 'systemctl $scope daemon-reload' before 'ImageServing start'"
+    fi
+fi

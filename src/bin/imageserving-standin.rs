@@ -1,0 +1,159 @@
+//! A stand-in for a vendor component, for the demo and the tests; never packaged.
+//!
+//! It listens on a TCP port and answers HTTP 200 on a path, and can be told to start slowly,
+//! exit or crash after a while, stop answering (hang), hold memory and fork children.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+/// Stand-in for an Image Serving component (tests and demo only).
+#[derive(Debug, Parser)]
+#[command(name = "imageserving-standin", version)]
+struct Args {
+    /// TCP port to listen on (on 127.0.0.1).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Path answered with 200; other paths get 404. "/" answers every path.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Seconds to wait before opening the port (a slow start).
+    #[arg(long, default_value_t = 0.0)]
+    start_delay: f64,
+    /// Exit after this many seconds.
+    #[arg(long)]
+    exit_after: Option<f64>,
+    /// Exit status used with --exit-after.
+    #[arg(long, default_value_t = 0)]
+    exit_code: i32,
+    /// Crash (abort, SIGABRT) after this many seconds.
+    #[arg(long)]
+    crash_after: Option<f64>,
+    /// Stop answering after this many seconds, staying alive (also on SIGUSR1).
+    #[arg(long)]
+    hang_after: Option<f64>,
+    /// Hold this many MiB of touched memory.
+    #[arg(long, default_value_t = 0)]
+    hold_mib: usize,
+    /// Fork this many child processes that live as long as this one.
+    #[arg(long, default_value_t = 0)]
+    children: usize,
+    /// Ignore SIGTERM (systemd then needs SIGKILL after its stop timeout).
+    #[arg(long)]
+    ignore_sigterm: bool,
+    /// Run as a child of another stand-in (internal).
+    #[arg(long, hide = true)]
+    child: bool,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn main() {
+    let args = Args::parse();
+    if args.child {
+        // Live until the parent's end of the pipe closes.
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        return;
+    }
+    let hang = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&hang));
+    if args.ignore_sigterm {
+        let ignored = Arc::new(AtomicBool::new(false));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, ignored);
+    }
+    let memory = hold(args.hold_mib);
+    let _children: Vec<Child> = (0..args.children).filter_map(|_| spawn_child()).collect();
+    let started = Instant::now();
+    std::thread::sleep(secs(args.start_delay));
+    if let Some(port) = args.port {
+        let listener = match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("imageserving-standin: cannot listen on 127.0.0.1:{port}: {e}");
+                std::process::exit(1);
+            }
+        };
+        let hang = Arc::clone(&hang);
+        let path = args.path.clone();
+        std::thread::spawn(move || serve(&listener, &path, &hang));
+    }
+    eprintln!(
+        "imageserving-standin: up on port {:?} after {:.1}s",
+        args.port,
+        started.elapsed().as_secs_f64()
+    );
+    loop {
+        let t = started.elapsed();
+        if args.exit_after.is_some_and(|s| t >= secs(s)) {
+            std::process::exit(args.exit_code);
+        }
+        if args.crash_after.is_some_and(|s| t >= secs(s)) {
+            std::process::abort();
+        }
+        if args.hang_after.is_some_and(|s| t >= secs(s)) {
+            hang.store(true, Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        std::hint::black_box(&memory);
+    }
+}
+
+fn hold(mib: usize) -> Vec<u8> {
+    let mut v = vec![0u8; mib * 1024 * 1024];
+    // Touch every page so the memory is resident, not just reserved.
+    for i in (0..v.len()).step_by(4096) {
+        v[i] = 1;
+    }
+    v
+}
+
+fn spawn_child() -> Option<Child> {
+    let exe = std::env::current_exe().ok()?;
+    Command::new(exe)
+        .arg("--child")
+        .stdin(Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool) {
+    let mut held: Vec<TcpStream> = Vec::new();
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if hang.load(Ordering::SeqCst) {
+            // Hung: accept nothing more, answer nothing, keep what we have open.
+            held.push(stream);
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        let _ = answer(stream, path);
+    }
+}
+
+fn answer(stream: TcpStream, path: &str) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let asked = line.split_whitespace().nth(1).unwrap_or("/");
+    let ok = path == "/" || asked.split('?').next() == Some(path);
+    let (status, body) = if ok {
+        ("200 OK", "imageServer.standin=true\n")
+    } else {
+        ("404 Not Found", "not found\n")
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

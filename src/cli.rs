@@ -1,0 +1,211 @@
+//! The command line: clap's types stay here; the rest of the crate gets a [`Request`].
+
+use clap::{Parser, Subcommand};
+
+use crate::component::Component;
+use crate::control::Stack;
+use crate::error::{exit, Error};
+use crate::progress::Progress;
+use crate::systemd::Scope;
+
+/// Control the Image Serving stack: the Server Supervisor, the Platform Server (ps), the Image
+/// Server (is) and the SVG server (svg), run as systemd units under imageserving.target.
+#[derive(Debug, Parser)]
+#[command(name = "ImageServing", version, about, long_about = None)]
+#[command(after_help = "Components: ps (platform), is (image), svg.\n\
+Exit codes: 0 success; 1 failure; 2 bad arguments; 4 permission denied; 5 not installed.\n\
+status: 0 running; 3 not running; 4 state unknown.")]
+struct Args {
+    /// Talk to your own user service manager instead of the system manager.
+    #[arg(long, global = true, conflicts_with = "system")]
+    user: bool,
+    /// Talk to the system service manager (the default).
+    #[arg(long, global = true)]
+    system: bool,
+    #[command(subcommand)]
+    command: CommandArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum CommandArgs {
+    /// Start the Server Supervisor and every component; return once the stack serves.
+    Start,
+    /// Stop every component and the Server Supervisor; return once no process is left.
+    Stop,
+    /// Restart the whole stack, or only the component named (ps, is or svg).
+    Restart {
+        /// Restart only this component; the others keep running untouched.
+        component: Option<Component>,
+    },
+}
+
+/// What the operator asked for, in the crate's own terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Which manager.
+    pub scope: Scope,
+    /// What to do.
+    pub command: Command,
+}
+
+/// One action on the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `start`
+    Start,
+    /// `stop`
+    Stop,
+    /// `restart`, optionally of one component.
+    Restart(Option<Component>),
+}
+
+impl Request {
+    fn from_args(args: Args) -> Request {
+        let scope = if args.user {
+            Scope::User
+        } else {
+            Scope::System
+        };
+        let command = match args.command {
+            CommandArgs::Start => Command::Start,
+            CommandArgs::Stop => Command::Stop,
+            CommandArgs::Restart { component } => Command::Restart(component),
+        };
+        Request { scope, command }
+    }
+}
+
+/// Parse `args` (program name first). `Err` carries what to print and the exit code: help and
+/// version go to stdout with 0, usage errors to stderr as one line with 2.
+pub fn parse<I, T>(args: I) -> Result<Request, (String, i32)>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Args::try_parse_from(args) {
+        Ok(args) => Ok(Request::from_args(args)),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        exit::USAGE
+                    } else {
+                        exit::OK
+                    };
+                    Err((e.render().to_string(), code))
+                }
+                _ => Err((one_line_usage_error(&e), exit::USAGE)),
+            }
+        }
+    }
+}
+
+/// clap's message without its usage block: `unexpected argument 'x' found`.
+fn one_line_usage_error(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_owned();
+    format!("ImageServing: {first}; see 'ImageServing --help'")
+}
+
+/// Run a parsed request; returns the process exit code.
+pub fn execute(request: &Request) -> i32 {
+    let mut progress = Progress::for_stderr();
+    let outcome = Stack::open(request.scope).and_then(|stack| match request.command {
+        Command::Start => stack.start(&mut progress),
+        Command::Stop => stack.stop(&mut progress),
+        Command::Restart(None) => stack.restart(&mut progress),
+        Command::Restart(Some(c)) => stack.restart_component(c, &mut progress),
+    });
+    progress.clear();
+    match outcome {
+        Ok(outcome) => {
+            println!("{outcome}");
+            exit::OK
+        }
+        Err(e) => report(&e, e.exit_code()),
+    }
+}
+
+fn report(e: &Error, code: i32) -> i32 {
+    eprintln!("ImageServing: {e}");
+    code
+}
+
+/// The whole command: parse the process arguments and run them.
+pub fn run() -> i32 {
+    match parse(std::env::args_os()) {
+        Ok(request) => execute(&request),
+        Err((text, code)) => {
+            if code == exit::OK {
+                print!("{text}");
+            } else {
+                eprint!("{}", text.trim_end());
+                eprintln!();
+            }
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(args: &[&str]) -> Request {
+        parse(std::iter::once("ImageServing").chain(args.iter().copied())).unwrap()
+    }
+
+    fn parse_err(args: &[&str]) -> (String, i32) {
+        parse(std::iter::once("ImageServing").chain(args.iter().copied())).unwrap_err()
+    }
+
+    #[test]
+    fn restart_takes_short_and_long_names() {
+        assert_eq!(
+            parse_ok(&["restart", "is"]).command,
+            Command::Restart(Some(Component::Image))
+        );
+        assert_eq!(
+            parse_ok(&["restart", "platform"]).command,
+            Command::Restart(Some(Component::Platform))
+        );
+        assert_eq!(parse_ok(&["restart"]).command, Command::Restart(None));
+    }
+
+    #[test]
+    fn user_flag_goes_anywhere() {
+        assert_eq!(parse_ok(&["--user", "start"]).scope, Scope::User);
+        assert_eq!(parse_ok(&["stop", "--user"]).scope, Scope::User);
+        assert_eq!(parse_ok(&["stop"]).scope, Scope::System);
+    }
+
+    #[test]
+    fn unknown_component_is_one_line_with_exit_2() {
+        let (msg, code) = parse_err(&["restart", "tomcat"]);
+        assert_eq!(code, 2);
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(msg.contains("ps (platform), is (image), svg"), "{msg}");
+    }
+
+    #[test]
+    fn extra_arguments_are_usage_errors() {
+        for args in [
+            &["start", "now"][..],
+            &["stop", "--force"],
+            &["restart", "is", "svg"],
+            &["frobnicate"],
+            &[],
+        ] {
+            let (msg, code) = parse_err(args);
+            assert_eq!(code, 2, "{args:?}: {msg}");
+        }
+    }
+}

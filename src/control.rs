@@ -1,0 +1,401 @@
+//! `start`, `stop` and `restart`: systemd jobs on the stack's units, and the wait for the
+//! states they promise.
+//!
+//! Every wait follows the same pattern: listen for signals, enqueue the job, then re-read
+//! state on each signal until the job is gone and the units are where they should be. Nothing
+//! sleeps; a unit that fails ends the wait at once with the unit's own account of why.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::component::{self, Component, TARGET};
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState};
+
+/// One unit of the stack, loaded.
+#[derive(Debug, Clone)]
+struct StackUnit {
+    name: &'static str,
+    component: Option<Component>,
+    path: OwnedObjectPath,
+}
+
+impl StackUnit {
+    fn label(&self) -> String {
+        match self.component {
+            Some(c) => c.short_name().to_owned(),
+            None => "supervisor".to_owned(),
+        }
+    }
+
+    fn failure(&self, state: &ServiceState) -> Error {
+        let reason = state.failure_reason();
+        match self.component {
+            Some(component) => Error::ComponentFailed { component, reason },
+            None => Error::SupervisorFailed { reason },
+        }
+    }
+}
+
+/// The stack as the manager knows it: the target, the supervisor and the components.
+pub struct Stack {
+    mgr: Manager,
+    target: OwnedObjectPath,
+    /// Supervisor first, then the components.
+    services: Vec<StackUnit>,
+}
+
+/// What a command did, for the one line printed on success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The stack is up and the supervisor reported it ready.
+    Started,
+    /// Everything is stopped and no process is left.
+    Stopped,
+    /// It was already stopped.
+    AlreadyStopped,
+    /// The whole stack was restarted and is ready again.
+    Restarted,
+    /// One component was restarted and is active again, with its new main PID.
+    ComponentRestarted(Component, u32),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Started => f.write_str("Image Serving started: ps, is and svg are up and the Server Supervisor reports ready."),
+            Outcome::Stopped => f.write_str("Image Serving stopped: every unit is inactive and no process is left."),
+            Outcome::AlreadyStopped => f.write_str("Image Serving is already stopped."),
+            Outcome::Restarted => f.write_str("Image Serving restarted: ps, is and svg are up and the Server Supervisor reports ready."),
+            Outcome::ComponentRestarted(c, pid) => write!(
+                f,
+                "{} ({c}) restarted: {} is active, main PID {pid}.",
+                c.title(),
+                c.unit()
+            ),
+        }
+    }
+}
+
+impl Stack {
+    /// Connect to `scope`'s manager and load the stack's units; a missing unit is
+    /// [`Error::NotInstalled`].
+    pub fn open(scope: Scope) -> Result<Stack, Error> {
+        let mgr = Manager::connect(scope)?;
+        let names: Vec<&str> = std::iter::once(TARGET)
+            .chain(component::stack_units())
+            .collect();
+        // LoadUnit reads unit files that are not loaded yet; ListUnitsByNames alone would
+        // report an installed but unloaded unit as not found.
+        let mut paths = Vec::with_capacity(names.len());
+        for name in &names {
+            paths.push(mgr.load_unit(name)?);
+        }
+        let infos = mgr.list_units_by_names(&names)?;
+        for info in &infos {
+            if !info.is_installed() {
+                return Err(Error::NotInstalled {
+                    unit: info.name.clone(),
+                    scope,
+                });
+            }
+        }
+        let mut paths = paths.into_iter();
+        let target = paths
+            .next()
+            .ok_or_else(|| Error::NotAsAsked("no target path".into()))?;
+        let services = component::stack_units()
+            .zip(paths)
+            .map(|(name, path)| StackUnit {
+                name,
+                component: Component::from_unit(name),
+                path,
+            })
+            .collect();
+        Ok(Stack {
+            mgr,
+            target,
+            services,
+        })
+    }
+
+    /// The manager connection, for read-only callers such as `status`.
+    pub fn manager(&self) -> &Manager {
+        &self.mgr
+    }
+
+    fn events(&self) -> Result<Events, Error> {
+        let mut paths: Vec<&str> = self.services.iter().map(|u| u.path.as_str()).collect();
+        paths.push(self.target.as_str());
+        Ok(self.mgr.events(&paths)?)
+    }
+
+    /// Clear earlier failures so that this start is judged on its own, and a unit that hit
+    /// its start limit gets another chance (an operator running `start` means "try again").
+    fn reset_failed(&self) -> Result<(), Error> {
+        let names: Vec<&str> = std::iter::once(TARGET)
+            .chain(self.services.iter().map(|u| u.name))
+            .collect();
+        for info in self.mgr.list_units_by_names(&names)? {
+            if info.active_state == ActiveState::Failed {
+                self.mgr.reset_failed_unit(&info.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the target and wait until the supervisor reports the stack ready.
+    pub fn start(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        let mut events = self.events()?;
+        self.reset_failed()?;
+        let job = self.mgr.start_unit(TARGET)?;
+        self.wait_ready(&mut events, &job, "Starting", progress)?;
+        Ok(Outcome::Started)
+    }
+
+    /// Restart every unit of the stack, supervisor included, and wait until ready again.
+    pub fn restart(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        let mut events = self.events()?;
+        self.reset_failed()?;
+        let job = self.mgr.restart_unit(TARGET)?;
+        self.wait_ready(&mut events, &job, "Restarting", progress)?;
+        Ok(Outcome::Restarted)
+    }
+
+    /// Restart one component only; the others keep their processes.
+    pub fn restart_component(
+        &self,
+        component: Component,
+        progress: &mut Progress,
+    ) -> Result<Outcome, Error> {
+        let unit = self
+            .services
+            .iter()
+            .find(|u| u.component == Some(component))
+            .ok_or_else(|| Error::NotAsAsked(format!("{} is not loaded", component.unit())))?;
+        let mut events = self.events()?;
+        if self.mgr.service_state(unit.path.as_str())?.active_state == ActiveState::Failed {
+            self.mgr.reset_failed_unit(unit.name)?;
+        }
+        let job = self.mgr.restart_unit(unit.name)?;
+        progress.show(&format!(
+            "Restarting {} ({})…",
+            component.title(),
+            component
+        ));
+        let result = self.wait_job(&mut events, &job, std::slice::from_ref(unit))?;
+        let state = self.mgr.service_state(unit.path.as_str())?;
+        if state.active_state == ActiveState::Active {
+            return Ok(Outcome::ComponentRestarted(component, state.main_pid));
+        }
+        if state.has_failed() || result != "done" {
+            return Err(unit.failure(&state));
+        }
+        Err(Error::NotAsAsked(format!(
+            "{} ({component}, {}) is {} after its restart job ended ({result})",
+            component.title(),
+            unit.name,
+            state.summary()
+        )))
+    }
+
+    /// Wait for `job` to be removed while watching `watched` for failures; returns the job's
+    /// result. A failure of a watched unit ends the wait early with that unit's error.
+    fn wait_job(
+        &self,
+        events: &mut Events,
+        job: &OwnedObjectPath,
+        watched: &[StackUnit],
+    ) -> Result<String, Error> {
+        let mut stale: Vec<bool> = vec![true; watched.len()];
+        loop {
+            self.check_failures(watched, &mut stale)?;
+            match events.next_event()? {
+                Event::JobRemoved {
+                    job: done, result, ..
+                } if &done == job => return Ok(result),
+                Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
+                Event::JobRemoved { .. } => {}
+            }
+        }
+    }
+
+    /// Re-read the units marked stale (one round trip for all of them) and fail on the first
+    /// that has failed.
+    fn check_failures(
+        &self,
+        watched: &[StackUnit],
+        stale: &mut [bool],
+    ) -> Result<Vec<Option<ServiceState>>, Error> {
+        let mut states = vec![None; watched.len()];
+        for (i, unit) in watched.iter().enumerate() {
+            if !stale[i] {
+                continue;
+            }
+            stale[i] = false;
+            let state = self.mgr.service_state(unit.path.as_str())?;
+            if state.has_failed() {
+                return Err(unit.failure(&state));
+            }
+            states[i] = Some(state);
+        }
+        Ok(states)
+    }
+
+    /// The shared wait of `start` and `restart`: until the target's job is gone, the
+    /// supervisor reported ready and every component is active.
+    fn wait_ready(
+        &self,
+        events: &mut Events,
+        job: &OwnedObjectPath,
+        verb: &str,
+        progress: &mut Progress,
+    ) -> Result<(), Error> {
+        let watched = &self.services;
+        let mut stale = vec![true; watched.len()];
+        let mut last: HashMap<usize, ServiceState> = HashMap::new();
+        let result = loop {
+            for (i, state) in self
+                .check_failures(watched, &mut stale)?
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(state) = state {
+                    last.insert(i, state);
+                }
+            }
+            progress.show(&waiting_line(verb, watched, &last));
+            match events.next_event()? {
+                Event::JobRemoved {
+                    job: done, result, ..
+                } if &done == job => break result,
+                Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
+                Event::JobRemoved { .. } => {}
+            }
+        };
+        progress.clear();
+        // The job is gone: judge every unit on its state now.
+        for unit in watched {
+            let state = self.mgr.service_state(unit.path.as_str())?;
+            if state.active_state != ActiveState::Active {
+                if state.has_failed() || unit.component.is_none() {
+                    return Err(unit.failure(&state));
+                }
+                return Err(Error::NotAsAsked(format!(
+                    "{} ({}) is {} although the start job ended ({result}); another job may have stopped it",
+                    unit.label(),
+                    unit.name,
+                    state.summary()
+                )));
+            }
+        }
+        if result != "done" {
+            return Err(Error::NotAsAsked(format!(
+                "the start job of {TARGET} ended with result '{result}'"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stop the target and wait until every unit is inactive and no process is left.
+    pub fn stop(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        let names: Vec<&str> = std::iter::once(TARGET)
+            .chain(self.services.iter().map(|u| u.name))
+            .collect();
+        let mut events = self.events()?;
+        let before = self.mgr.list_units_by_names(&names)?;
+        if before
+            .iter()
+            .all(|u| u.active_state.is_down() && u.job_id == 0)
+        {
+            self.ensure_no_processes()?;
+            return Ok(Outcome::AlreadyStopped);
+        }
+        let job = self.mgr.stop_unit(TARGET)?;
+        // The target's own stop job ends before its members stop (they are ordered after
+        // it at stop time), so the wait is on the members' states, not on that job.
+        let mut job_gone = false;
+        loop {
+            let infos = self.mgr.list_units_by_names(&names)?;
+            let running: Vec<&str> = infos
+                .iter()
+                .filter(|u| !u.active_state.is_down())
+                .map(|u| u.name.as_str())
+                .collect();
+            if running.is_empty() {
+                break;
+            }
+            if job_gone {
+                // Anything still up with no job pending is not going to stop: someone
+                // started it again while we were stopping.
+                if let Some(u) = infos
+                    .iter()
+                    .find(|u| !u.active_state.is_down() && u.job_id == 0)
+                {
+                    return Err(Error::NotAsAsked(format!(
+                        "{} is {} again: another command started it while the stack was stopping",
+                        u.name,
+                        u.active_state.as_str()
+                    )));
+                }
+            }
+            progress.show(&format!("Stopping: waiting for {}…", running.join(", ")));
+            match events.next_event()? {
+                Event::JobRemoved { job: done, .. } if done == job => job_gone = true,
+                _ => {}
+            }
+        }
+        progress.clear();
+        self.ensure_no_processes()?;
+        Ok(Outcome::Stopped)
+    }
+
+    fn ensure_no_processes(&self) -> Result<(), Error> {
+        let mut left = Vec::new();
+        for unit in &self.services {
+            for (_cgroup, pid, cmd) in self.mgr.unit_processes(unit.name)? {
+                left.push(format!("{} pid {pid} ({cmd})", unit.name));
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotAsAsked(format!(
+                "the units are inactive but processes are left: {}",
+                left.join(", ")
+            )))
+        }
+    }
+}
+
+fn mark_stale(watched: &[StackUnit], stale: &mut [bool], path: &OwnedObjectPath) {
+    if let Some(i) = watched.iter().position(|u| &u.path == path) {
+        stale[i] = true;
+    }
+}
+
+fn waiting_line(verb: &str, watched: &[StackUnit], last: &HashMap<usize, ServiceState>) -> String {
+    let waiting: Vec<String> = watched
+        .iter()
+        .enumerate()
+        .filter_map(|(i, u)| {
+            let state = last.get(&i)?;
+            if state.active_state == ActiveState::Active {
+                return None;
+            }
+            let detail = if u.component.is_none() && !state.status_text.is_empty() {
+                state.status_text.clone()
+            } else {
+                state.summary()
+            };
+            Some(format!("{} {}", u.label(), detail))
+        })
+        .collect();
+    if waiting.is_empty() {
+        format!("{verb} Image Serving…")
+    } else {
+        format!("{verb} Image Serving: waiting for {}", waiting.join(", "))
+    }
+}

@@ -1,0 +1,504 @@
+//! The Server Supervisor: a `Type=notify` daemon (`sd_notify(3)`) that tells systemd the stack
+//! is ready only once every component's unit is active *and* its health probe passes, then
+//! keeps probing and restarts, through systemd, a component that stops serving.
+//!
+//! Threads: one forwards D-Bus unit signals, one forwards SIGTERM/SIGINT; the main loop owns
+//! all state and wakes on those messages or on its next probe or watchdog deadline. The
+//! watchdog is pinged from the main loop only, so a stuck loop is a missed ping.
+
+mod log;
+pub mod probe;
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+use zbus::zvariant::OwnedObjectPath;
+
+use crate::component::Component;
+use crate::systemd::{
+    ActiveState, Event, Manager, PropertyInterface, PropertyRequest, Scope, SystemdError,
+};
+use log::Priority;
+use probe::{ProbeSettings, SettingError};
+
+/// How often probes run while the stack is starting.
+const START_POLL: Duration = Duration::from_millis(100);
+/// Default ceiling for a start that keeps progressing past `TimeoutStartSec=`.
+const DEFAULT_START_LIMIT: Duration = Duration::from_secs(600);
+/// The longest back-off between two restarts of the same component.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What stopped the supervisor.
+#[derive(Debug, thiserror::Error)]
+enum SupervisorError {
+    #[error(transparent)]
+    Systemd(#[from] SystemdError),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    #[error("{title} ({short}, {unit}) failed: {reason}", title = .0.title(), short = .0.short_name(), unit = .0.unit(), reason = .1)]
+    ComponentFailed(Component, String),
+    #[error("bad setting in the supervisor's environment: {0}")]
+    OwnSetting(String),
+    #[error("lost the bus connection: {0}")]
+    BusLost(String),
+    #[error("the stack did not become ready within {0:?}: {1}")]
+    StartTimeout(Duration, String),
+}
+
+enum Msg {
+    Unit(OwnedObjectPath),
+    Terminate,
+    BusLost(String),
+}
+
+/// One watched component.
+struct Watched {
+    component: Component,
+    path: OwnedObjectPath,
+    probe: Option<ProbeSettings>,
+    state: ActiveState,
+    sub_state: String,
+    main_pid: u32,
+    serving: bool,
+    last_error: Option<String>,
+    failures: u32,
+    next_probe: Instant,
+    backoff: Duration,
+    not_before: Instant,
+    given_up: bool,
+}
+
+impl Watched {
+    fn describe_wait(&self) -> String {
+        if self.state != ActiveState::Active {
+            format!(
+                "{} {} ({})",
+                self.component,
+                self.state.as_str(),
+                self.sub_state
+            )
+        } else {
+            match (&self.probe, &self.last_error) {
+                (Some(p), Some(e)) => {
+                    format!("{} not answering on {}: {e}", self.component, p.target)
+                }
+                _ => format!("{} not yet probed", self.component),
+            }
+        }
+    }
+}
+
+/// Parse the supervisor's arguments (`--user`/`--system`; the default is the manager that
+/// started it) and run until SIGTERM. Returns the exit code.
+pub fn run() -> i32 {
+    let mut scope = None;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--user" => scope = Some(Scope::User),
+            "--system" => scope = Some(Scope::System),
+            "--version" => {
+                println!("imageserving-supervisor {}", env!("CARGO_PKG_VERSION"));
+                return 0;
+            }
+            "--help" | "-h" => {
+                println!("imageserving-supervisor [--user|--system]\n\nThe Image Serving Server Supervisor. Run by systemd as imageserving-supervisor.service;\nsee ImageServing(1).");
+                return 0;
+            }
+            other => {
+                eprintln!("imageserving-supervisor: unknown argument '{other}'; see --help");
+                return 2;
+            }
+        }
+    }
+    // systemd sets MANAGERPID only for units of a user manager (systemd.exec(5)).
+    let scope = scope.unwrap_or(if std::env::var_os("MANAGERPID").is_some() {
+        Scope::User
+    } else {
+        Scope::System
+    });
+    match Supervisor::new(scope).and_then(Supervisor::run) {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = e.to_string();
+            log::log(Priority::Err, &msg);
+            notify(&[NotifyState::Status(&format!("failed: {msg}"))]);
+            1
+        }
+    }
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    // Outside systemd there is no socket and nothing to tell; that is not an error.
+    let _ = sd_notify::notify(false, states);
+}
+
+struct Supervisor {
+    mgr: Manager,
+    watched: Vec<Watched>,
+    rx: Receiver<Msg>,
+    watchdog: Option<Duration>,
+    start_limit: Duration,
+    status: String,
+}
+
+impl Supervisor {
+    fn new(scope: Scope) -> Result<Supervisor, SupervisorError> {
+        let start_limit = match std::env::var("IMAGESERVING_START_TIMEOUT_SEC") {
+            Err(_) => DEFAULT_START_LIMIT,
+            Ok(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    SupervisorError::OwnSetting(format!(
+                        "IMAGESERVING_START_TIMEOUT_SEC={v:?}: expected whole seconds above 0"
+                    ))
+                })?,
+        };
+        let mgr = Manager::connect(scope)?;
+        let now = Instant::now();
+        let mut watched = Vec::new();
+        for component in Component::ALL {
+            let path = mgr.load_unit(component.unit())?;
+            let env = mgr.get_many(&[PropertyRequest {
+                path: path.as_str(),
+                interface: PropertyInterface::Service,
+                name: "Environment",
+            }])?;
+            let env: Vec<String> = env
+                .into_iter()
+                .next()
+                .flatten()
+                .and_then(|v| Vec::<String>::try_from(v).ok())
+                .unwrap_or_default();
+            let probe = ProbeSettings::from_environment(component.unit(), &env)?;
+            watched.push(Watched {
+                component,
+                path,
+                probe,
+                state: ActiveState::Inactive,
+                sub_state: String::new(),
+                main_pid: 0,
+                serving: false,
+                last_error: None,
+                failures: 0,
+                next_probe: now,
+                backoff: Duration::ZERO,
+                not_before: now,
+                given_up: false,
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        let paths: Vec<&str> = watched.iter().map(|w| w.path.as_str()).collect();
+        let events = mgr.events(&paths)?;
+        spawn_event_thread(events, tx.clone());
+        spawn_signal_thread(tx)?;
+        let mut usec = 0;
+        let watchdog =
+            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+        Ok(Supervisor {
+            mgr,
+            watched,
+            rx,
+            watchdog,
+            start_limit,
+            status: String::new(),
+        })
+    }
+
+    fn set_status(&mut self, status: String) {
+        if status != self.status {
+            notify(&[NotifyState::Status(&status)]);
+            self.status = status;
+        }
+    }
+
+    fn refresh(&mut self, only: Option<&OwnedObjectPath>) -> Result<(), SupervisorError> {
+        for w in &mut self.watched {
+            if only.is_some_and(|p| p != &w.path) {
+                continue;
+            }
+            let s = self.mgr.service_state(w.path.as_str())?;
+            let restarted = s.main_pid != w.main_pid;
+            w.state = s.active_state;
+            w.sub_state = s.sub_state;
+            w.main_pid = s.main_pid;
+            if w.state != ActiveState::Active || restarted {
+                // A new process has to prove itself again.
+                w.serving = w.probe.is_none() && w.state == ActiveState::Active;
+                w.failures = 0;
+                w.next_probe = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<(), SupervisorError> {
+        log::log(
+            Priority::Info,
+            "starting: waiting for ps, is and svg to serve",
+        );
+        self.refresh(None)?;
+        let started = Instant::now();
+        let mut next_extend = Instant::now();
+        let mut next_ping = Instant::now();
+        // Phase 1: until everything serves.
+        loop {
+            if let Some(w) = self.watched.iter().find(|w| w.state == ActiveState::Failed) {
+                let reason = match self.mgr.service_state(w.path.as_str()) {
+                    Ok(s) => s.failure_reason(),
+                    Err(e) => e.to_string(),
+                };
+                return Err(SupervisorError::ComponentFailed(w.component, reason));
+            }
+            let now = Instant::now();
+            for w in &mut self.watched {
+                if w.state == ActiveState::Active && !w.serving {
+                    if let Some(p) = &w.probe {
+                        match probe::check(&p.target, p.timeout) {
+                            Ok(()) => {
+                                w.serving = true;
+                                w.last_error = None;
+                                log::log(
+                                    Priority::Info,
+                                    &format!("{} serves on {}", w.component, p.target),
+                                );
+                            }
+                            Err(e) => w.last_error = Some(e),
+                        }
+                    }
+                }
+            }
+            let waiting: Vec<String> = self
+                .watched
+                .iter()
+                .filter(|w| !w.serving)
+                .map(Watched::describe_wait)
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let status = format!("starting: waiting for {}", waiting.join(", "));
+            self.set_status(status.clone());
+            if now.duration_since(started) >= self.start_limit {
+                return Err(SupervisorError::StartTimeout(self.start_limit, status));
+            }
+            if now >= next_extend {
+                // Keep systemd's start timeout at least 10 s ahead while we keep making
+                // progress, up to our own ceiling.
+                notify(&[NotifyState::ExtendTimeoutUsec(10_000_000)]);
+                next_extend = now + Duration::from_secs(5);
+            }
+            if let Some(wd) = self.watchdog {
+                if now >= next_ping {
+                    notify(&[NotifyState::Watchdog]);
+                    next_ping = now + wd;
+                }
+            }
+            if self.wait(START_POLL)? {
+                return Ok(());
+            }
+        }
+        notify(&[NotifyState::Ready]);
+        log::log(
+            Priority::Notice,
+            &format!(
+                "ready: all {} components serving after {:.1}s",
+                self.watched.len(),
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        self.monitor()
+    }
+
+    /// Wait for a message or `timeout`; handle it. Returns `true` on a request to terminate.
+    fn wait(&mut self, timeout: Duration) -> Result<bool, SupervisorError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Msg::Unit(path)) => {
+                self.refresh(Some(&path))?;
+                // Drain what else is queued so a burst costs one pass.
+                while let Ok(msg) = self.rx.try_recv() {
+                    match msg {
+                        Msg::Unit(p) => self.refresh(Some(&p))?,
+                        Msg::Terminate => return Ok(self.terminate()),
+                        Msg::BusLost(e) => return Err(SupervisorError::BusLost(e)),
+                    }
+                }
+                Ok(false)
+            }
+            Ok(Msg::Terminate) => Ok(self.terminate()),
+            Ok(Msg::BusLost(e)) => Err(SupervisorError::BusLost(e)),
+            Err(RecvTimeoutError::Timeout) => Ok(false),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(SupervisorError::BusLost("event threads ended".into()))
+            }
+        }
+    }
+
+    fn terminate(&mut self) -> bool {
+        notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        log::log(Priority::Info, "stopping on request");
+        true
+    }
+
+    /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
+    fn monitor(mut self) -> Result<(), SupervisorError> {
+        let mut next_ping = Instant::now();
+        loop {
+            let now = Instant::now();
+            for i in 0..self.watched.len() {
+                self.probe_one(i, now);
+            }
+            let summary = self.summary();
+            self.set_status(summary);
+            if let Some(wd) = self.watchdog {
+                if now >= next_ping {
+                    notify(&[NotifyState::Watchdog]);
+                    next_ping = now + wd;
+                }
+            }
+            let mut wake = self
+                .watched
+                .iter()
+                .filter(|w| w.probe.is_some() && w.state == ActiveState::Active)
+                .map(|w| w.next_probe)
+                .min()
+                .unwrap_or(now + Duration::from_secs(60));
+            if self.watchdog.is_some() {
+                wake = wake.min(next_ping);
+            }
+            if self.wait(wake.saturating_duration_since(Instant::now()))? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn probe_one(&mut self, i: usize, now: Instant) {
+        let w = &mut self.watched[i];
+        let Some(p) = w.probe.clone() else {
+            w.serving = w.state == ActiveState::Active;
+            return;
+        };
+        if w.state != ActiveState::Active || now < w.next_probe {
+            return;
+        }
+        w.next_probe = now + p.interval;
+        match probe::check(&p.target, p.timeout) {
+            Ok(()) => {
+                if !w.serving {
+                    log::log(
+                        Priority::Info,
+                        &format!("{} serves on {}", w.component, p.target),
+                    );
+                }
+                w.serving = true;
+                w.failures = 0;
+                w.last_error = None;
+                w.backoff = Duration::ZERO;
+                w.given_up = false;
+            }
+            Err(e) => {
+                w.failures += 1;
+                w.serving = false;
+                log::log(
+                    Priority::Warning,
+                    &format!(
+                        "{} probe {} failed ({}/{}): {e}",
+                        w.component, p.target, w.failures, p.failures
+                    ),
+                );
+                w.last_error = Some(e);
+                if w.failures >= p.failures {
+                    self.recover(i, now);
+                }
+            }
+        }
+    }
+
+    /// Restart a component that stopped serving, with exponential back-off between restarts.
+    fn recover(&mut self, i: usize, now: Instant) {
+        let w = &mut self.watched[i];
+        if now < w.not_before {
+            return;
+        }
+        let unit = w.component.unit();
+        let why = w.last_error.clone().unwrap_or_default();
+        match self.mgr.restart_unit(unit) {
+            Ok(_) => {
+                log::log(
+                    Priority::Warning,
+                    &format!(
+                        "restarting {unit}: {} consecutive probe failures, last: {why}",
+                        w.failures
+                    ),
+                );
+                w.failures = 0;
+                w.backoff = (w.backoff * 2).clamp(Duration::from_secs(10), MAX_BACKOFF);
+                w.not_before = now + w.backoff;
+            }
+            Err(e) => {
+                if !w.given_up {
+                    log::log(
+                        Priority::Err,
+                        &format!("giving up on {unit} for now: restart refused: {e}"),
+                    );
+                }
+                w.given_up = true;
+                w.backoff = MAX_BACKOFF;
+                w.not_before = now + MAX_BACKOFF;
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        let serving = self.watched.iter().filter(|w| w.serving).count();
+        let total = self.watched.len();
+        if serving == total {
+            return format!("{serving}/{total} components serving");
+        }
+        let problems: Vec<String> = self
+            .watched
+            .iter()
+            .filter(|w| !w.serving)
+            .map(|w| {
+                if w.given_up {
+                    format!("{} given up (restart refused)", w.component)
+                } else {
+                    w.describe_wait()
+                }
+            })
+            .collect();
+        format!(
+            "{serving}/{total} components serving; {}",
+            problems.join(", ")
+        )
+    }
+}
+
+fn spawn_event_thread(mut events: crate::systemd::Events, tx: Sender<Msg>) {
+    std::thread::spawn(move || loop {
+        let msg = match events.next_event() {
+            Ok(Event::UnitChanged { path }) => Msg::Unit(path),
+            Ok(Event::JobRemoved { .. }) => continue,
+            Err(e) => Msg::BusLost(e.to_string()),
+        };
+        let lost = matches!(msg, Msg::BusLost(_));
+        if tx.send(msg).is_err() || lost {
+            return;
+        }
+    });
+}
+
+fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| SupervisorError::OwnSetting(format!("cannot handle signals: {e}")))?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = tx.send(Msg::Terminate);
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! Everything that speaks D-Bus to systemd's manager (`org.freedesktop.systemd1(5)`).
+//!
+//! The rest of the crate sees named structs ([`UnitInfo`], [`ServiceState`], [`Event`]) and
+//! typed errors ([`SystemdError`]); D-Bus tuples, variants and error names stop here.
+//!
+//! One blocking [`zbus`] connection per process. Calls that are independent of each other are
+//! pipelined ([`Manager::get_many`]): all requests are written, then the replies collected, so
+//! fetching a dozen properties costs one round trip rather than twelve.
+
+mod error;
+mod events;
+mod state;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+
+use zbus::blocking::{Connection, MessageIterator};
+use zbus::message::{Message, Type as MessageType};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+pub use error::SystemdError;
+pub use events::{Event, Events};
+pub use state::{ActiveState, ExecStatus, ServiceState, UnitInfo};
+
+const DESTINATION: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
+const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
+const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
+
+/// Which service manager to talk to, as with `systemctl --system` / `systemctl --user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The system manager, over the system bus.
+    System,
+    /// The calling user's manager, over the session bus.
+    User,
+}
+
+impl Scope {
+    /// The bus address this scope uses, as the reference D-Bus library resolves it.
+    pub fn bus_address(self) -> String {
+        match self {
+            Scope::System => std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                .ok()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| "unix:path=/run/dbus/system_bus_socket".to_owned()),
+            Scope::User => std::env::var("DBUS_SESSION_BUS_ADDRESS")
+                .ok()
+                .filter(|a| !a.is_empty())
+                .or_else(|| {
+                    std::env::var("XDG_RUNTIME_DIR")
+                        .ok()
+                        .filter(|d| !d.is_empty())
+                        .map(|d| format!("unix:path={d}/bus"))
+                })
+                .unwrap_or_else(|| {
+                    // Without either variable there is no way to find the session bus; name
+                    // the conventional place so the error message says what was tried.
+                    format!("unix:path=/run/user/{}/bus", current_uid())
+                }),
+        }
+    }
+
+    /// `--user` or nothing, for hints printed to the operator.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Scope::System => "",
+            Scope::User => " --user",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::System => "system",
+            Scope::User => "user",
+        })
+    }
+}
+
+/// The effective user ID, read from procfs so that no libc binding is needed.
+fn current_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A connection to one service manager.
+pub struct Manager {
+    conn: Connection,
+    scope: Scope,
+    address: String,
+}
+
+/// One property to fetch with [`Manager::get_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct PropertyRequest<'a> {
+    /// The object (a unit path).
+    pub path: &'a str,
+    /// `Unit` or `Service` interface.
+    pub interface: PropertyInterface,
+    /// The property name, e.g. `MainPID`.
+    pub name: &'a str,
+}
+
+/// The two unit interfaces we read properties from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyInterface {
+    /// `org.freedesktop.systemd1.Unit`
+    Unit,
+    /// `org.freedesktop.systemd1.Service`
+    Service,
+}
+
+impl PropertyInterface {
+    fn name(self) -> &'static str {
+        match self {
+            PropertyInterface::Unit => UNIT_IFACE,
+            PropertyInterface::Service => SERVICE_IFACE,
+        }
+    }
+}
+
+impl Manager {
+    /// Connect to the bus of `scope`'s manager.
+    pub fn connect(scope: Scope) -> Result<Manager, SystemdError> {
+        Manager::connect_to(scope, scope.bus_address())
+    }
+
+    /// Connect to the manager of `scope` on the bus at `address` (a D-Bus address string).
+    pub fn connect_to(scope: Scope, address: String) -> Result<Manager, SystemdError> {
+        let unreachable = |source: zbus::Error| SystemdError::from_connect(scope, &address, source);
+        let builder = zbus::blocking::connection::Builder::address(address.as_str())
+            .map_err(unreachable)?
+            // Signals and replies share one queue while we wait for jobs; a deep queue means a
+            // burst of unit changes cannot push a JobRemoved out of it.
+            .max_queued(16 * 1024);
+        let conn = builder.build().map_err(unreachable)?;
+        Ok(Manager {
+            conn,
+            scope,
+            address,
+        })
+    }
+
+    /// The scope this manager was reached for.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// The bus address in use, for messages.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn manager_call<B, R>(&self, method: &'static str, body: &B) -> Result<R, SystemdError>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+    {
+        let reply = self
+            .conn
+            .call_method(
+                Some(DESTINATION),
+                MANAGER_PATH,
+                Some(MANAGER_IFACE),
+                method,
+                body,
+            )
+            .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
+        reply
+            .body()
+            .deserialize::<R>()
+            .map_err(|e| SystemdError::from_call(self.scope, method, e))
+    }
+
+    /// A property of the manager itself, e.g. `SystemState` or `Version`.
+    pub fn manager_property(&self, name: &str) -> Result<OwnedValue, SystemdError> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(DESTINATION),
+                MANAGER_PATH,
+                Some(PROPERTIES_IFACE),
+                "Get",
+                &(MANAGER_IFACE, name),
+            )
+            .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+        let body = reply.body();
+        let value: zbus::zvariant::Value<'_> = body
+            .deserialize()
+            .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+        value
+            .try_into_owned()
+            .map_err(|e| SystemdError::from_call(self.scope, "Get", e.into()))
+    }
+
+    /// Make the manager re-read unit files (`systemctl daemon-reload`); returns once done.
+    pub fn reload(&self) -> Result<(), SystemdError> {
+        self.manager_call::<_, ()>("Reload", &())
+    }
+
+    /// Load `unit` (reading its file if needed) and return its object path and load state.
+    pub fn load_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+        self.manager_call("LoadUnit", &(unit,))
+    }
+
+    /// Name, states and object path of each unit in `names`, in one call.
+    pub fn list_units_by_names(&self, names: &[&str]) -> Result<Vec<UnitInfo>, SystemdError> {
+        type Raw = Vec<(
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        )>;
+        let raw: Raw = self.manager_call("ListUnitsByNames", &(names,))?;
+        Ok(raw.into_iter().map(UnitInfo::from_wire).collect())
+    }
+
+    /// Enqueue a start job (`mode` as in `systemctl --job-mode`) and return the job's path.
+    pub fn start_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+        self.manager_call("StartUnit", &(unit, "replace"))
+    }
+
+    /// Enqueue a stop job.
+    pub fn stop_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+        self.manager_call("StopUnit", &(unit, "replace"))
+    }
+
+    /// Enqueue a restart job.
+    pub fn restart_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+        self.manager_call("RestartUnit", &(unit, "replace"))
+    }
+
+    /// Clear a unit's failed state and its start-limit counter (`systemctl reset-failed`).
+    pub fn reset_failed_unit(&self, unit: &str) -> Result<(), SystemdError> {
+        match self.manager_call::<_, ()>("ResetFailedUnit", &(unit,)) {
+            // A unit that is not loaded has nothing to reset.
+            Err(SystemdError::NoSuchUnit { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// PIDs in the unit's cgroup (`GetUnitProcesses`): (cgroup path, pid, command line).
+    pub fn unit_processes(&self, unit: &str) -> Result<Vec<(String, u32, String)>, SystemdError> {
+        match self.manager_call("GetUnitProcesses", &(unit,)) {
+            // An inactive unit has no cgroup: that is "no processes", not a failure.
+            Err(SystemdError::NoSuchUnit { .. }) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// Fetch several properties in one round trip: every request is written before any reply
+    /// is read. Each answer is `None` when that property could not be read (e.g. the object
+    /// went away), so one missing value does not void the others.
+    pub fn get_many(
+        &self,
+        requests: &[PropertyRequest<'_>],
+    ) -> Result<Vec<Option<OwnedValue>>, SystemdError> {
+        let mut replies = MessageIterator::from(&self.conn);
+        let mut serials: HashMap<NonZeroU32, usize> = HashMap::with_capacity(requests.len());
+        for (i, req) in requests.iter().enumerate() {
+            let msg = Message::method_call(req.path, "Get")
+                .and_then(|b| b.destination(DESTINATION))
+                .and_then(|b| b.interface(PROPERTIES_IFACE))
+                .and_then(|b| b.build(&(req.interface.name(), req.name)))
+                .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+            serials.insert(msg.primary_header().serial_num(), i);
+            self.conn
+                .send(&msg)
+                .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+        }
+        let mut out: Vec<Option<OwnedValue>> = vec![None; requests.len()];
+        let mut pending = requests.len();
+        while pending > 0 {
+            let msg = match replies.next() {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(SystemdError::from_call(self.scope, "Get", e)),
+                None => {
+                    return Err(SystemdError::from_call(
+                        self.scope,
+                        "Get",
+                        zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "bus connection closed",
+                        ))),
+                    ))
+                }
+            };
+            let header = msg.header();
+            let Some(idx) = header.reply_serial().and_then(|s| serials.remove(&s)) else {
+                continue;
+            };
+            pending -= 1;
+            match header.message_type() {
+                MessageType::MethodReturn => {
+                    let body = msg.body();
+                    let value: zbus::zvariant::Value<'_> = body
+                        .deserialize()
+                        .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+                    out[idx] = value.try_into_owned().ok();
+                }
+                _ => {
+                    let err = zbus::Error::from(msg.clone());
+                    let mapped = SystemdError::from_call(self.scope, "Get", err);
+                    if mapped.is_fatal_for_reads() {
+                        return Err(mapped);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The states of one service unit that explain why it is (not) running.
+    pub fn service_state(&self, path: &str) -> Result<ServiceState, SystemdError> {
+        let names = ServiceState::PROPERTIES;
+        let requests: Vec<_> = names
+            .iter()
+            .map(|(iface, name)| PropertyRequest {
+                path,
+                interface: *iface,
+                name,
+            })
+            .collect();
+        let values = self.get_many(&requests)?;
+        Ok(ServiceState::from_values(values))
+    }
+
+    /// Start listening for job and unit signals about `unit_paths`. Call this *before*
+    /// enqueueing a job, or its `JobRemoved` may be gone before anyone listens.
+    pub fn events(&self, unit_paths: &[&str]) -> Result<Events, SystemdError> {
+        Events::new(&self.conn, self.scope, unit_paths)
+    }
+}

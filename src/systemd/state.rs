@@ -1,0 +1,361 @@
+//! Unit and service states as named types, converted from the manager's wire data.
+
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+use super::PropertyInterface;
+
+/// A unit's high-level state (`ActiveState` in `org.freedesktop.systemd1(5)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveState {
+    /// Running.
+    Active,
+    /// Reloading its configuration.
+    Reloading,
+    /// Not running.
+    Inactive,
+    /// Not running, and the last run failed.
+    Failed,
+    /// Starting.
+    Activating,
+    /// Stopping.
+    Deactivating,
+    /// A state this program does not know (a newer systemd).
+    Other,
+}
+
+impl ActiveState {
+    /// Parse the manager's string form.
+    pub fn parse(s: &str) -> ActiveState {
+        match s {
+            "active" => ActiveState::Active,
+            "reloading" => ActiveState::Reloading,
+            "inactive" => ActiveState::Inactive,
+            "failed" => ActiveState::Failed,
+            "activating" => ActiveState::Activating,
+            "deactivating" => ActiveState::Deactivating,
+            _ => ActiveState::Other,
+        }
+    }
+
+    /// The manager's string form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveState::Active => "active",
+            ActiveState::Reloading => "reloading",
+            ActiveState::Inactive => "inactive",
+            ActiveState::Failed => "failed",
+            ActiveState::Activating => "activating",
+            ActiveState::Deactivating => "deactivating",
+            ActiveState::Other => "unknown",
+        }
+    }
+
+    /// Whether the unit has no process running any more.
+    pub fn is_down(self) -> bool {
+        matches!(self, ActiveState::Inactive | ActiveState::Failed)
+    }
+}
+
+/// One row of `ListUnitsByNames`.
+#[derive(Debug, Clone)]
+pub struct UnitInfo {
+    /// Unit name.
+    pub name: String,
+    /// `loaded`, `not-found`, `bad-setting`, `error`, `masked`.
+    pub load_state: String,
+    /// High-level state.
+    pub active_state: ActiveState,
+    /// Type-specific state, e.g. `running`, `auto-restart`, `dead`.
+    pub sub_state: String,
+    /// Object path of the unit.
+    pub path: OwnedObjectPath,
+    /// Pending job id, 0 if none.
+    pub job_id: u32,
+}
+
+impl UnitInfo {
+    #[allow(clippy::type_complexity)]
+    pub(super) fn from_wire(
+        raw: (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            u32,
+            String,
+            OwnedObjectPath,
+        ),
+    ) -> UnitInfo {
+        let (name, _description, load_state, active, sub_state, _following, path, job_id, ..) = raw;
+        UnitInfo {
+            name,
+            load_state,
+            active_state: ActiveState::parse(&active),
+            sub_state,
+            path,
+            job_id,
+        }
+    }
+
+    /// Whether the manager found a usable unit file.
+    pub fn is_installed(&self) -> bool {
+        !matches!(self.load_state.as_str(), "not-found")
+    }
+}
+
+/// How the main process of a service last ended (`ExecMainCode`/`ExecMainStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStatus {
+    /// It has not ended (or never ran).
+    None,
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Killed(i32),
+    /// A signal killed it and it dumped core.
+    Dumped(i32),
+}
+
+impl ExecStatus {
+    fn from_wire(code: i32, status: i32) -> ExecStatus {
+        // Codes are siginfo's si_code values: CLD_EXITED=1, CLD_KILLED=2, CLD_DUMPED=3.
+        match code {
+            1 => ExecStatus::Exited(status),
+            2 => ExecStatus::Killed(status),
+            3 => ExecStatus::Dumped(status),
+            _ => ExecStatus::None,
+        }
+    }
+
+    /// A phrase for messages, e.g. `exited with status 203 (EXEC: the command could not be run)`.
+    pub fn describe(self) -> Option<String> {
+        match self {
+            ExecStatus::None => None,
+            ExecStatus::Exited(s) => Some(match systemd_exit_status(s) {
+                Some(meaning) => format!("its process exited with status {s} ({meaning})"),
+                None => format!("its process exited with status {s}"),
+            }),
+            ExecStatus::Killed(sig) => {
+                Some(format!("its process was killed by {}", signal_name(sig)))
+            }
+            ExecStatus::Dumped(sig) => {
+                Some(format!("its process dumped core on {}", signal_name(sig)))
+            }
+        }
+    }
+}
+
+/// The exit statuses systemd itself uses when it cannot run a command (`systemd.exec(5)`).
+fn systemd_exit_status(status: i32) -> Option<&'static str> {
+    Some(match status {
+        200 => "CHDIR: the working directory is missing",
+        203 => "EXEC: the command could not be executed; is it installed?",
+        204 => "MEMORY: out of memory",
+        205 => "LIMITS: a resource limit could not be set",
+        209 => "STDOUT: standard output could not be set up",
+        214 => "SETSCHEDULER: scheduling parameters could not be set",
+        216 => "GROUP: the group does not exist",
+        217 => "USER: the user does not exist",
+        218 => "CAPABILITIES: capabilities could not be set",
+        226 => "NAMESPACE: the file system namespace could not be set up",
+        _ => return None,
+    })
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_owned()
+}
+
+/// What a service unit says about itself, for progress lines and failure messages.
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    /// High-level state.
+    pub active_state: ActiveState,
+    /// Sub-state, e.g. `auto-restart`.
+    pub sub_state: String,
+    /// `success`, `exit-code`, `signal`, `timeout`, `start-limit-hit`, ...
+    pub result: String,
+    /// How the main process last ended.
+    pub exec_status: ExecStatus,
+    /// Main PID, 0 if none.
+    pub main_pid: u32,
+    /// The daemon's own `STATUS=` text.
+    pub status_text: String,
+    /// The program the unit runs (first `ExecStart=`).
+    pub program: Option<String>,
+    /// How many times systemd restarted it automatically.
+    pub restarts: u32,
+}
+
+type ExecCommand = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
+
+impl ServiceState {
+    /// The properties [`ServiceState::from_values`] expects, in order.
+    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 9] = [
+        (PropertyInterface::Unit, "ActiveState"),
+        (PropertyInterface::Unit, "SubState"),
+        (PropertyInterface::Service, "Result"),
+        (PropertyInterface::Service, "ExecMainCode"),
+        (PropertyInterface::Service, "ExecMainStatus"),
+        (PropertyInterface::Service, "MainPID"),
+        (PropertyInterface::Service, "StatusText"),
+        (PropertyInterface::Service, "ExecStart"),
+        (PropertyInterface::Service, "NRestarts"),
+    ];
+
+    pub(super) fn from_values(values: Vec<Option<OwnedValue>>) -> ServiceState {
+        let mut v = values.into_iter();
+        let mut next = || v.next().flatten();
+        let active = string(next());
+        let sub_state = string(next());
+        let result = string(next());
+        let code = int(next());
+        let status = int(next());
+        let main_pid = uint(next());
+        let status_text = string(next());
+        let program = next()
+            .and_then(|v| Vec::<ExecCommand>::try_from(v).ok())
+            .and_then(|cmds| cmds.into_iter().next().map(|c| c.0));
+        let restarts = uint(next());
+        ServiceState {
+            active_state: ActiveState::parse(&active),
+            sub_state,
+            result,
+            exec_status: ExecStatus::from_wire(code, status),
+            main_pid,
+            status_text,
+            program,
+            restarts,
+        }
+    }
+
+    /// Whether the unit has failed since its last start: it is `failed`, or waiting to be
+    /// restarted after a failure. Either way waiting longer for it to come up cannot succeed
+    /// without another failure first.
+    pub fn has_failed(&self) -> bool {
+        self.active_state == ActiveState::Failed
+            || (self.sub_state == "auto-restart" && self.result != "success")
+    }
+
+    /// `active (running)`, `failed (exit-code)`, ...
+    pub fn summary(&self) -> String {
+        if self.active_state == ActiveState::Failed {
+            format!("failed ({})", self.result)
+        } else {
+            format!("{} ({})", self.active_state.as_str(), self.sub_state)
+        }
+    }
+
+    /// Why the unit failed, in words: the result, the exit status, and its own status text.
+    pub fn failure_reason(&self) -> String {
+        let mut parts = vec![describe_result(&self.result)];
+        if let Some(exec) = self.exec_status.describe() {
+            parts.push(exec);
+        }
+        if matches!(self.exec_status, ExecStatus::Exited(203)) {
+            if let Some(program) = &self.program {
+                parts.push(format!("command {program}"));
+            }
+        }
+        if !self.status_text.is_empty() {
+            parts.push(format!("it said: {}", self.status_text));
+        }
+        if self.sub_state == "auto-restart" {
+            parts.push("systemd will retry it".to_owned());
+        }
+        parts.join("; ")
+    }
+}
+
+fn describe_result(result: &str) -> String {
+    match result {
+        "exit-code" => "it exited with an error".to_owned(),
+        "signal" => "it was killed by a signal".to_owned(),
+        "core-dump" => "it crashed and dumped core".to_owned(),
+        "timeout" => "it timed out".to_owned(),
+        "watchdog" => "its watchdog expired".to_owned(),
+        "start-limit-hit" => "it was restarted too often and systemd gave up (start-limit-hit); run 'ImageServing start' again once fixed, or 'systemctl reset-failed'".to_owned(),
+        "resources" => "systemd could not set up its resources".to_owned(),
+        "protocol" => "it broke the service protocol (e.g. never sent READY=1)".to_owned(),
+        "oom-kill" => "the kernel's OOM killer killed it".to_owned(),
+        "success" | "" => "it stopped".to_owned(),
+        other => format!("result '{other}'"),
+    }
+}
+
+fn string(v: Option<OwnedValue>) -> String {
+    v.and_then(|v| String::try_from(v).ok()).unwrap_or_default()
+}
+
+fn int(v: Option<OwnedValue>) -> i32 {
+    v.and_then(|v| i32::try_from(v).ok()).unwrap_or_default()
+}
+
+fn uint(v: Option<OwnedValue>) -> u32 {
+    v.and_then(|v| u32::try_from(v).ok()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_is_described_with_its_path() {
+        let s = ServiceState {
+            active_state: ActiveState::Activating,
+            sub_state: "auto-restart".into(),
+            result: "exit-code".into(),
+            exec_status: ExecStatus::Exited(203),
+            main_pid: 0,
+            status_text: String::new(),
+            program: Some("/opt/x/bin/ImageServer".into()),
+            restarts: 1,
+        };
+        assert!(s.has_failed());
+        let why = s.failure_reason();
+        assert!(why.contains("status 203"), "{why}");
+        assert!(why.contains("/opt/x/bin/ImageServer"), "{why}");
+    }
+
+    #[test]
+    fn auto_restart_after_success_is_not_a_failure() {
+        let s = ServiceState {
+            active_state: ActiveState::Activating,
+            sub_state: "auto-restart".into(),
+            result: "success".into(),
+            exec_status: ExecStatus::Exited(0),
+            main_pid: 0,
+            status_text: String::new(),
+            program: None,
+            restarts: 0,
+        };
+        assert!(!s.has_failed());
+    }
+
+    #[test]
+    fn signals_are_named() {
+        assert_eq!(
+            ExecStatus::Killed(9).describe().as_deref(),
+            Some("its process was killed by SIGKILL")
+        );
+        assert_eq!(ExecStatus::from_wire(2, 11), ExecStatus::Killed(11));
+    }
+}

@@ -1,0 +1,229 @@
+//! start, stop, restart and their failures.
+
+use imageserving::component::{Component, SUPERVISOR, TARGET};
+use imageserving::systemd::ActiveState;
+
+use crate::harness::{is_alive, Options, Sandbox};
+
+fn all_active(sb: &Sandbox) {
+    for unit in [
+        SUPERVISOR,
+        Component::Platform.unit(),
+        Component::Image.unit(),
+        Component::Svg.unit(),
+    ] {
+        let s = sb.state(unit);
+        assert_eq!(
+            s.active_state,
+            ActiveState::Active,
+            "{unit}: {}",
+            s.summary()
+        );
+    }
+}
+
+#[test]
+fn start_then_stop_leaves_no_process() {
+    let sb = Sandbox::new();
+    sb.run(&["start"])
+        .code(0)
+        .stdout_has("Image Serving started");
+    all_active(&sb);
+    assert_eq!(sb.state(TARGET).active_state, ActiveState::Active);
+    // The supervisor reported ready only once the stand-ins answered their probes.
+    for c in Component::ALL {
+        std::net::TcpStream::connect(("127.0.0.1", sb.port(c)))
+            .unwrap_or_else(|e| panic!("{c} not listening: {e}"));
+    }
+    let pids: Vec<u32> = Component::ALL.iter().map(|c| sb.main_pid(*c)).collect();
+    assert!(pids.iter().all(|p| *p > 0 && is_alive(*p)), "{pids:?}");
+    sb.run(&["stop"]).code(0).stdout_has("stopped");
+    for unit in [
+        TARGET,
+        SUPERVISOR,
+        Component::Platform.unit(),
+        Component::Image.unit(),
+        Component::Svg.unit(),
+    ] {
+        assert!(sb.state(unit).active_state.is_down(), "{unit} still up");
+    }
+    assert_eq!(
+        sb.stack_pids(),
+        Vec::<u32>::new(),
+        "processes left after stop"
+    );
+    assert!(pids.iter().all(|p| !is_alive(*p)));
+    sb.run(&["stop"]).code(0).stdout_has("already stopped");
+}
+
+#[test]
+fn restart_one_component_keeps_the_others() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let before: Vec<u32> = Component::ALL.iter().map(|c| sb.main_pid(*c)).collect();
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    sb.run(&["restart", "is"])
+        .code(0)
+        .stdout_has("Image Server (is) restarted");
+    let after: Vec<u32> = Component::ALL.iter().map(|c| sb.main_pid(*c)).collect();
+    assert_eq!(before[0], after[0], "ps was restarted");
+    assert_ne!(before[1], after[1], "is kept its PID");
+    assert_eq!(before[2], after[2], "svg was restarted");
+    assert_eq!(
+        supervisor,
+        sb.state(SUPERVISOR).main_pid,
+        "supervisor was restarted"
+    );
+    assert!(!is_alive(before[1]));
+    sb.run(&["restart", "platform"]).code(0);
+    assert_ne!(after[0], sb.main_pid(Component::Platform));
+    assert_eq!(after[1], sb.main_pid(Component::Image));
+}
+
+#[test]
+fn restart_all_replaces_every_process() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let before: Vec<u32> = Component::ALL.iter().map(|c| sb.main_pid(*c)).collect();
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    sb.run(&["restart"]).code(0).stdout_has("restarted");
+    all_active(&sb);
+    for (i, c) in Component::ALL.iter().enumerate() {
+        assert_ne!(before[i], sb.main_pid(*c), "{c} kept its PID");
+    }
+    assert_ne!(supervisor, sb.state(SUPERVISOR).main_pid);
+}
+
+#[test]
+fn start_waits_for_a_slow_component_to_serve() {
+    let sb = Sandbox::with(Options::default().arg(Component::Svg, "--start-delay 2"));
+    let t = std::time::Instant::now();
+    sb.run(&["start"]).code(0);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(2),
+        "start returned before svg opened its port"
+    );
+    std::net::TcpStream::connect(("127.0.0.1", sb.port(Component::Svg)))
+        .expect("svg serves once start returned");
+}
+
+#[test]
+fn missing_binary_fails_start_naming_the_component() {
+    let sb = Sandbox::new();
+    sb.dropin(
+        Component::Image.unit(),
+        "60-missing",
+        "[Service]\nExecStart=\nExecStart=/nonexistent/ImageServer\n",
+    );
+    sb.reload();
+    let t = std::time::Instant::now();
+    let r = sb.run(&["start"]).code(1).stderr_one_line();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "start waited for a timeout"
+    );
+    let r = r.stderr_has("Image Server (is, imageserving-image.service) failed");
+    r.stderr_has("/nonexistent/ImageServer");
+}
+
+#[test]
+fn component_exiting_at_once_fails_start() {
+    let sb =
+        Sandbox::with(Options::default().arg(Component::Platform, "--exit-after 0 --exit-code 3"));
+    sb.run(&["start"])
+        .code(1)
+        .stderr_has("Platform Server (ps, imageserving-platform.service) failed")
+        .stderr_has("status 3");
+}
+
+#[test]
+fn stop_kills_a_component_that_ignores_sigterm() {
+    let sb = Sandbox::with(
+        Options::default()
+            .arg(Component::Svg, "--ignore-sigterm --children 2")
+            .service(Component::Svg, "TimeoutStopSec=1s"),
+    );
+    sb.run(&["start"]).code(0);
+    assert!(
+        sb.stack_pids().len() >= 6,
+        "children not started: {:?}",
+        sb.stack_pids()
+    );
+    sb.run(&["stop"]).code(0);
+    assert_eq!(sb.stack_pids(), Vec::<u32>::new());
+}
+
+#[test]
+fn units_not_installed_exit_5() {
+    let sb = Sandbox::with(Options {
+        no_units: true,
+        ..Options::default()
+    });
+    for cmd in [&["start"][..], &["stop"], &["restart"], &["restart", "is"]] {
+        sb.run(cmd)
+            .code(5)
+            .stderr_one_line()
+            .stderr_has("imageserving.target is not installed for the user manager");
+    }
+}
+
+#[test]
+fn unreachable_bus_exits_1_naming_the_address() {
+    let sb = Sandbox::new();
+    let addr = format!("unix:path={}/nothing-here", sb.root.display());
+    sb.run_env(&["start"], &[("DBUS_SESSION_BUS_ADDRESS", &addr)])
+        .code(1)
+        .stderr_one_line()
+        .stderr_has(&addr);
+}
+
+#[test]
+fn permission_denied_exits_4() {
+    let sb = Sandbox::new();
+    // An unprivileged user may not even open root's session bus.
+    let out = crate::harness::run_with_timeout(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(crate::harness::IMAGESERVING)
+            .args(["--user", "stop"])
+            .env_clear()
+            .envs(sb.env()),
+        std::time::Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_arguments_exit_2_on_one_line() {
+    let sb = Sandbox::new();
+    for args in [
+        &["restart", "tomcat"][..],
+        &["status", "x", "y"],
+        &["start", "--bogus"],
+        &["launch"],
+    ] {
+        let r = sb.run(args).code(2).stderr_one_line();
+        if args[0] == "restart" {
+            r.stderr_has("ps (platform), is (image), svg");
+        }
+    }
+}
+
+#[test]
+fn start_times_out_naming_the_component_that_does_not_serve() {
+    // The Platform Server runs but never opens its port; the supervisor's own start ceiling
+    // is short here, so start must fail naming ps rather than hang.
+    let sb = Sandbox::with(
+        Options::default()
+            .arg(Component::Platform, "--start-delay 3600")
+            .supervisor("Environment=IMAGESERVING_START_TIMEOUT_SEC=2"),
+    );
+    sb.run(&["start"])
+        .code(1)
+        .stderr_one_line()
+        .stderr_has("Server Supervisor")
+        .stderr_has("ps not answering");
+}

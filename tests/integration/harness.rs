@@ -1,0 +1,532 @@
+//! A private `systemd --user` manager per test, with its own cgroup, runtime directory, session
+//! bus and units installed by `packaging/install.sh --user`; the components run stand-ins.
+//!
+//! Several sandboxes run at once without seeing each other: each has its own cgroup subtree,
+//! bus, unit directories and ports. Everything a sandbox started is killed when it drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use imageserving::component::Component;
+use imageserving::systemd::{Manager, Scope, ServiceState};
+
+pub const IMAGESERVING: &str = env!("CARGO_BIN_EXE_ImageServing");
+pub const STANDIN: &str = env!("CARGO_BIN_EXE_imageserving-standin");
+
+const HIERARCHIES: [&str; 4] = ["unified", "systemd", "memory", "pids"];
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn systemd_binary() -> PathBuf {
+    for p in ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("systemd is not installed (no /lib/systemd/systemd): the integration tests need a real systemd");
+}
+
+/// Options for a sandbox's stand-ins.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Extra stand-in arguments per component.
+    pub args: Vec<(Component, String)>,
+    /// Extra `[Service]` lines per component drop-in.
+    pub service: Vec<(Component, String)>,
+    /// Do not install the units at all.
+    pub no_units: bool,
+    /// Extra lines for the supervisor's drop-in `[Service]` section.
+    pub supervisor: Vec<String>,
+}
+
+impl Options {
+    pub fn arg(mut self, c: Component, a: &str) -> Self {
+        self.args.push((c, a.to_owned()));
+        self
+    }
+    pub fn service(mut self, c: Component, line: &str) -> Self {
+        self.service.push((c, line.to_owned()));
+        self
+    }
+    pub fn supervisor(mut self, line: &str) -> Self {
+        self.supervisor.push(line.to_owned());
+        self
+    }
+}
+
+pub struct Sandbox {
+    pub root: PathBuf,
+    pub cgroup: String,
+    pub ports: [u16; 3],
+    manager: Option<Child>,
+    pub bus: String,
+}
+
+/// A port no other sandbox of this run hands out: a per-process range walked by a counter,
+/// skipping ports something else holds. (Ephemeral ports from bind(0) can be handed out again
+/// to a parallel test as soon as they are released.)
+fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 600) * 50;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(base + n % 10_000).expect("port in range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox::with(Options::default())
+    }
+
+    pub fn with(opts: Options) -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("imageserving-test-{}-{n}", std::process::id());
+        let root = std::env::temp_dir().join(&name);
+        let _ = std::fs::remove_dir_all(&root);
+        for d in [
+            "rt",
+            "home",
+            "config/systemd/user",
+            "data/systemd/user",
+            "harness",
+        ] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir sandbox");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("rt"), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod rt");
+        let ports = [free_port(), free_port(), free_port()];
+        let sb = Sandbox {
+            bus: format!("unix:path={}/rt/bus", root.display()),
+            root,
+            cgroup: name,
+            ports,
+            manager: None,
+        };
+        sb.write_harness_units();
+        write(
+            &sb.root.join("config/systemd/user.conf"),
+            "[Manager]\nDefaultTimeoutStopSec=5s\nDefaultStartLimitIntervalSec=0\n",
+        );
+        if !opts.no_units {
+            sb.install();
+            sb.write_standin_dropins(&opts);
+        }
+        let mut sb = sb;
+        sb.boot();
+        sb
+    }
+
+    fn write_harness_units(&self) {
+        let h = self.root.join("harness");
+        write(
+            &h.join("imageserving-test.target"),
+            "[Unit]\nDescription=test harness\nWants=dbus.socket\n",
+        );
+        write(
+            &h.join("dbus.socket"),
+            "[Unit]\nDescription=D-Bus session bus socket\n[Socket]\nListenStream=%t/bus\n",
+        );
+        write(
+            &h.join("dbus.service"),
+            "[Unit]\nDescription=D-Bus session bus\nRequires=dbus.socket\n[Service]\nType=notify\nNotifyAccess=main\nExecStart=/usr/bin/dbus-daemon --session --address=systemd: --nofork --nopidfile --systemd-activation --syslog-only\n",
+        );
+        for t in [
+            "basic.target",
+            "sockets.target",
+            "shutdown.target",
+            "default.target",
+            "exit.target",
+        ] {
+            write(&h.join(t), &format!("[Unit]\nDescription={t}\n"));
+        }
+    }
+
+    /// The environment every process of this sandbox runs with.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let r = |p: &str| self.root.join(p).display().to_string();
+        vec![
+            (
+                "PATH".into(),
+                "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+            ),
+            ("HOME".into(), r("home")),
+            ("XDG_RUNTIME_DIR".into(), r("rt")),
+            ("XDG_CONFIG_HOME".into(), r("config")),
+            ("XDG_DATA_HOME".into(), r("data")),
+            ("DBUS_SESSION_BUS_ADDRESS".into(), self.bus.clone()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ]
+    }
+
+    pub fn install(&self) {
+        let bin_dir = Path::new(IMAGESERVING).parent().expect("bin dir");
+        let out = run_with_timeout(
+            Command::new("sh")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/install.sh"))
+                .args(["--user", "--no-reload", "--from"])
+                .arg(bin_dir)
+                .env_clear()
+                .envs(self.env()),
+            Duration::from_secs(30),
+        );
+        assert!(
+            out.status.success(),
+            "install.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn port(&self, c: Component) -> u16 {
+        self.ports[Component::ALL
+            .iter()
+            .position(|x| *x == c)
+            .expect("component")]
+    }
+
+    /// Drop-ins that point each component at a stand-in on its own port, as an operator
+    /// would point them at an install elsewhere.
+    fn write_standin_dropins(&self, opts: &Options) {
+        for c in Component::ALL {
+            let port = self.port(c);
+            let (path, probe) = match c {
+                Component::Platform => ("/is/image", format!("http://127.0.0.1:{port}/is/image")),
+                _ => ("/", format!("tcp://127.0.0.1:{port}")),
+            };
+            let extra: Vec<&str> = opts
+                .args
+                .iter()
+                .filter(|(x, _)| *x == c)
+                .map(|(_, a)| a.as_str())
+                .collect();
+            let lines: Vec<&str> = opts
+                .service
+                .iter()
+                .filter(|(x, _)| *x == c)
+                .map(|(_, l)| l.as_str())
+                .collect();
+            self.dropin(
+                c.unit(),
+                "50-standin",
+                &format!(
+                    "[Service]\nExecStart=\nExecStart={STANDIN} --port {port} --path {path} {}\nEnvironment=IMAGESERVING_PROBE={probe}\nEnvironment=IMAGESERVING_PROBE_INTERVAL_SEC=0.5\nRestartSec=100ms\nTimeoutStopSec=5s\nStandardError=append:{}\n{}\n",
+                    extra.join(" "),
+                    self.root.join(format!("{}.log", c.short_name())).display(),
+                    lines.join("\n")
+                ),
+            );
+        }
+        if !opts.supervisor.is_empty() {
+            self.dropin(
+                imageserving::component::SUPERVISOR,
+                "50-test",
+                &format!("[Service]\n{}\n", opts.supervisor.join("\n")),
+            );
+        }
+    }
+
+    /// Write a drop-in where `systemctl --user edit` would.
+    pub fn dropin(&self, unit: &str, name: &str, text: &str) {
+        write(
+            &self
+                .root
+                .join(format!("config/systemd/user/{unit}.d/{name}.conf")),
+            text,
+        );
+    }
+
+    fn boot(&mut self) {
+        let systemd = systemd_binary();
+        for h in HIERARCHIES {
+            let base = Path::new("/sys/fs/cgroup").join(h);
+            if base.exists() {
+                std::fs::create_dir(base.join(&self.cgroup)).unwrap_or_else(|e| {
+                    panic!(
+                        "create cgroup {}/{}: {e} (the tests must run as root)",
+                        base.display(),
+                        self.cgroup
+                    )
+                });
+            }
+        }
+        let join: String = HIERARCHIES
+            .iter()
+            .map(|h| format!("[ -d /sys/fs/cgroup/{h}/{cg} ] && echo $$ > /sys/fs/cgroup/{h}/{cg}/cgroup.procs; ", cg = self.cgroup))
+            .collect();
+        let script = format!(
+            "{join}exec timeout -s KILL 900 unshare -m --propagation private sh -c 'mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && exec {} --user --unit=imageserving-test.target'",
+            systemd.display()
+        );
+        let unit_path = format!(
+            "{}:{}:{}",
+            self.root.join("config/systemd/user").display(),
+            self.root.join("data/systemd/user").display(),
+            self.root.join("harness").display()
+        );
+        let log = std::fs::File::create(self.root.join("manager.log")).expect("log file");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .envs(self.env())
+            .env("SYSTEMD_UNIT_PATH", unit_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn systemd --user");
+        self.manager = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(m) = Manager::connect_to(Scope::User, self.bus.clone()) {
+                if let Ok(v) = m.manager_property("SystemState") {
+                    let state: String = v.try_into().unwrap_or_default();
+                    if state == "running" || state == "degraded" {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the private systemd manager did not come up in 15 s; see {}",
+                self.root.join("manager.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn manager(&self) -> Manager {
+        Manager::connect_to(Scope::User, self.bus.clone()).expect("connect to the private manager")
+    }
+
+    /// Make the manager re-read units after a drop-in changed.
+    pub fn reload(&self) {
+        self.manager().reload().expect("daemon-reload");
+    }
+
+    pub fn state(&self, unit: &str) -> ServiceState {
+        let m = self.manager();
+        let path = m.load_unit(unit).expect("load unit");
+        m.service_state(path.as_str()).expect("service state")
+    }
+
+    pub fn main_pid(&self, c: Component) -> u32 {
+        self.state(c.unit()).main_pid
+    }
+
+    /// Run `ImageServing --user ARGS` with a hard timeout.
+    #[track_caller]
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    #[track_caller]
+    pub fn run_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        let out = run_with_timeout(
+            Command::new(IMAGESERVING)
+                .arg("--user")
+                .args(args)
+                .env_clear()
+                .envs(self.env())
+                .envs(extra_env.iter().map(|(k, v)| (*k, *v))),
+            Duration::from_secs(60),
+        );
+        Run::from(out, format!("ImageServing --user {}", args.join(" ")))
+    }
+
+    /// Processes in this sandbox's cgroup subtree below the manager (the stack's processes).
+    pub fn stack_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        let app = Path::new("/sys/fs/cgroup/unified")
+            .join(&self.cgroup)
+            .join("app.slice");
+        for unit in imageserving::component::stack_units() {
+            collect_pids(&app.join(unit), &mut pids);
+        }
+        pids.retain(|p| is_alive(*p));
+        pids
+    }
+}
+
+fn collect_pids(dir: &Path, out: &mut Vec<u32>) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_pids(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// Alive and not a zombie (PID 1 here reaps slowly).
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| {
+            !s.lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'))
+        })
+        .unwrap_or(false)
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Kill everything in the sandbox's cgroup, the manager included.
+        let unified = Path::new("/sys/fs/cgroup/unified").join(&self.cgroup);
+        let _ = std::fs::write(unified.join("cgroup.kill"), "1");
+        if let Some(mut child) = self.manager.take() {
+            let _ = child.kill();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        for h in HIERARCHIES {
+            let dir = Path::new("/sys/fs/cgroup").join(h).join(&self.cgroup);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while dir.exists() && Instant::now() < deadline {
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                remove_cgroup_tree(&dir);
+                if dir.exists() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        } else {
+            eprintln!("sandbox kept for inspection: {}", self.root.display());
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Run a command with a hard timeout; it is killed if it overruns.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    // Read pipes on threads so a chatty child cannot block on a full pipe.
+    let mut so = child.stdout.take().expect("stdout");
+    let mut se = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut so, &mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut se, &mut v);
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command timed out after {timeout:?}: {cmd:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// The result of one command, with assertions that report the whole output on failure.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    what: String,
+}
+
+impl Run {
+    fn from(out: Output, what: String) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            what,
+        }
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "{}: exit {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.what, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(self, needle: &str) -> Run {
+        assert!(
+            self.stdout.contains(needle),
+            "{}: stdout lacks {needle:?}\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(
+            self.stderr.contains(needle),
+            "{}: stderr lacks {needle:?}\nstdout:\n{}\nstderr:\n{}",
+            self.what,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_one_line(self) -> Run {
+        assert_eq!(
+            self.stderr.trim_end().lines().count(),
+            1,
+            "{}: stderr is not one line:\n{}",
+            self.what,
+            self.stderr
+        );
+        self
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests: the real binaries against a real, private systemd user manager.
+
+mod control;
+mod harness;
