@@ -3,9 +3,10 @@
 use clap::{Parser, Subcommand};
 
 use crate::component::Component;
-use crate::control::Stack;
+use crate::control::{Outcome, Stack};
 use crate::error::{exit, Error};
 use crate::progress::Progress;
+use crate::status::StatusRequest;
 use crate::systemd::Scope;
 
 /// Control the Image Serving stack: the Server Supervisor, the Platform Server (ps), the Image
@@ -37,6 +38,19 @@ enum CommandArgs {
         /// Restart only this component; the others keep running untouched.
         component: Option<Component>,
     },
+    /// Show uptime and memory of every component (or the one named). Exit 0 when all run,
+    /// 3 when the supervisor or a component does not, 4 when the state cannot be read.
+    Status {
+        /// Show only this component.
+        component: Option<Component>,
+        /// Print one JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Report proportional set size (shared pages counted once) instead of RSS; needs
+        /// the right to read the processes' memory maps.
+        #[arg(long)]
+        pss: bool,
+    },
 }
 
 /// What the operator asked for, in the crate's own terms.
@@ -57,6 +71,17 @@ pub enum Command {
     Stop,
     /// `restart`, optionally of one component.
     Restart(Option<Component>),
+    /// `status`, with how to print it.
+    Status(StatusRequest, Format),
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A table for people.
+    Human,
+    /// One JSON document.
+    Json,
 }
 
 impl Request {
@@ -70,6 +95,17 @@ impl Request {
             CommandArgs::Start => Command::Start,
             CommandArgs::Stop => Command::Stop,
             CommandArgs::Restart { component } => Command::Restart(component),
+            CommandArgs::Status {
+                component,
+                json,
+                pss,
+            } => Command::Status(
+                StatusRequest {
+                    only: component,
+                    pss,
+                },
+                if json { Format::Json } else { Format::Human },
+            ),
         };
         Request { scope, command }
     }
@@ -117,13 +153,22 @@ fn one_line_usage_error(e: &clap::Error) -> String {
 
 /// Run a parsed request; returns the process exit code.
 pub fn execute(request: &Request) -> i32 {
+    let scope = request.scope;
+    match request.command {
+        Command::Status(req, format) => status(scope, req, format),
+        Command::Start => control(scope, Stack::start),
+        Command::Stop => control(scope, Stack::stop),
+        Command::Restart(None) => control(scope, Stack::restart),
+        Command::Restart(Some(c)) => control(scope, |stack, p| stack.restart_component(c, p)),
+    }
+}
+
+fn control(
+    scope: Scope,
+    action: impl FnOnce(&Stack, &mut Progress) -> Result<Outcome, Error>,
+) -> i32 {
     let mut progress = Progress::for_stderr();
-    let outcome = Stack::open(request.scope).and_then(|stack| match request.command {
-        Command::Start => stack.start(&mut progress),
-        Command::Stop => stack.stop(&mut progress),
-        Command::Restart(None) => stack.restart(&mut progress),
-        Command::Restart(Some(c)) => stack.restart_component(c, &mut progress),
-    });
+    let outcome = Stack::open(scope).and_then(|stack| action(&stack, &mut progress));
     progress.clear();
     match outcome {
         Ok(outcome) => {
@@ -131,6 +176,38 @@ pub fn execute(request: &Request) -> i32 {
             exit::OK
         }
         Err(e) => report(&e, e.exit_code()),
+    }
+}
+
+fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
+    match crate::status::collect(scope, req) {
+        Ok(s) => {
+            match format {
+                Format::Human => print!(
+                    "{}",
+                    crate::status::human(&s, crate::status::Style::detect())
+                ),
+                Format::Json => match serde_json::to_string_pretty(&s) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        return report(
+                            &Error::NotAsAsked(format!("cannot encode JSON: {e}")),
+                            exit::FAILURE,
+                        )
+                    }
+                },
+            }
+            crate::status::exit_code(&s)
+        }
+        Err(e) => {
+            let code = e.status_exit_code();
+            if format == Format::Json {
+                // Monitoring scripts parse stdout: give them a document that says why.
+                let doc = serde_json::json!({ "error": e.to_string(), "exit_code": code });
+                println!("{doc}");
+            }
+            report(&e, code)
+        }
     }
 }
 

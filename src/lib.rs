@@ -10,6 +10,8 @@ pub mod cli;
 pub mod component;
 pub mod control;
 pub mod error;
+pub mod procinfo;
 pub mod progress;
+pub mod status;
 pub mod supervisor;
 pub mod systemd;

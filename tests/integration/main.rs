@@ -2,3 +2,4 @@
 
 mod control;
 mod harness;
+mod status;

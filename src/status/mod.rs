@@ -1,0 +1,318 @@
+//! `status`: the supervisor check, then per component its state, uptime, memory, process and
+//! restart counts.
+//!
+//! Cost is the hot path here: one connection, one `ListUnitsByNames` for every state, one
+//! pipelined batch of property reads for everything else, then procfs. Nothing is fetched for a
+//! component that was not asked for.
+
+mod render;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use zbus::zvariant::OwnedValue;
+
+use crate::component::{Component, SUPERVISOR};
+use crate::error::{exit, Error};
+use crate::procinfo::{CgroupReader, ProcReader, Sample};
+use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
+
+pub use render::{human, Style};
+
+/// What `status` was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRequest {
+    /// Only this component, or all.
+    pub only: Option<Component>,
+    /// Also read proportional set sizes.
+    pub pss: bool,
+}
+
+/// The whole answer, as printed by `--json` (keys are stable once published).
+#[derive(Debug, Clone, Serialize)]
+pub struct StackStatus {
+    /// `system` or `user`.
+    pub scope: &'static str,
+    /// The Server Supervisor.
+    pub supervisor: SupervisorStatus,
+    /// One entry per requested component (empty when the supervisor is not running).
+    pub components: Vec<UnitStatus>,
+    /// Why there are no rows, when there are none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The supervisor's part of the answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupervisorStatus {
+    /// Whether its unit is active.
+    pub running: bool,
+    /// Its unit.
+    pub unit: &'static str,
+    /// Its state in detail (absent when not running).
+    #[serde(flatten)]
+    pub detail: Option<UnitStatus>,
+}
+
+/// Memory of a unit, with the source of each figure in its name.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Memory {
+    /// Sum of RSS over every process of the unit's cgroup (procfs `statm`).
+    pub rss_bytes: u64,
+    /// Sum of PSS (procfs `smaps_rollup`), when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pss_bytes: Option<u64>,
+    /// systemd's `MemoryCurrent` (the cgroup's charge, page cache included).
+    pub cgroup_bytes: Option<u64>,
+}
+
+/// One unit's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitStatus {
+    /// `ps`, `is`, `svg`; `supervisor` for the supervisor.
+    pub name: &'static str,
+    /// The component's title.
+    pub title: &'static str,
+    /// The unit.
+    pub unit: &'static str,
+    /// `active`, `failed`, ...
+    pub state: &'static str,
+    /// `running`, `auto-restart`, ...
+    pub sub_state: String,
+    /// systemd's `Result` of the last run.
+    pub result: String,
+    /// Main PID, absent when none.
+    pub pid: Option<u32>,
+    /// Seconds since the main process started (procfs, boot clock).
+    pub uptime_seconds: Option<u64>,
+    /// Seconds since systemd started the main process (`ExecMainStartTimestamp`), to
+    /// cross-check the above.
+    pub systemd_uptime_seconds: Option<u64>,
+    /// Memory.
+    pub memory: Memory,
+    /// Processes in the unit's cgroup.
+    pub processes: u32,
+    /// Processes we could not read (shown, not summed).
+    pub unreadable_processes: u32,
+    /// Automatic restarts by systemd (`NRestarts`).
+    pub restarts: u32,
+    #[serde(skip)]
+    active: ActiveState,
+}
+
+impl UnitStatus {
+    /// Whether the unit is up.
+    pub fn is_running(&self) -> bool {
+        self.active == ActiveState::Active || self.active == ActiveState::Reloading
+    }
+}
+
+/// The properties read per unit, in the order [`collect_unit`] takes them.
+const PROPS: [(PropertyInterface, &str); 6] = [
+    (PropertyInterface::Service, "MainPID"),
+    (PropertyInterface::Service, "MemoryCurrent"),
+    (PropertyInterface::Service, "NRestarts"),
+    (PropertyInterface::Service, "Result"),
+    (PropertyInterface::Service, "ControlGroup"),
+    (PropertyInterface::Service, "ExecMainStartTimestamp"),
+];
+
+/// Gather the status of the stack. An error means the state cannot be determined.
+pub fn collect(scope: Scope, req: StatusRequest) -> Result<StackStatus, Error> {
+    let mgr = Manager::connect(scope)?;
+    collect_with(
+        &mgr,
+        req,
+        &mut ProcReader::new("/proc"),
+        &CgroupReader::system(),
+    )
+}
+
+fn collect_with(
+    mgr: &Manager,
+    req: StatusRequest,
+    procs: &mut ProcReader,
+    cgroups: &CgroupReader,
+) -> Result<StackStatus, Error> {
+    let components: Vec<Component> = match req.only {
+        Some(c) => vec![c],
+        None => Component::ALL.to_vec(),
+    };
+    let names: Vec<&str> = std::iter::once(SUPERVISOR)
+        .chain(components.iter().map(|c| c.unit()))
+        .collect();
+    // One call: states and paths of all units (it loads unit files not yet loaded).
+    let infos = mgr.list_units_by_names(&names)?;
+    if let Some(missing) = infos.iter().find(|i| !i.is_installed()) {
+        return Err(Error::NotInstalled {
+            unit: missing.name.clone(),
+            scope: mgr.scope(),
+        });
+    }
+    let scope = match mgr.scope() {
+        Scope::System => "system",
+        Scope::User => "user",
+    };
+    let Some(sup_info) = infos.first() else {
+        return Err(Error::NotAsAsked("the manager returned no units".into()));
+    };
+    if !matches!(
+        sup_info.active_state,
+        ActiveState::Active | ActiveState::Reloading
+    ) {
+        return Ok(StackStatus {
+            scope,
+            supervisor: SupervisorStatus { running: false, unit: SUPERVISOR, detail: None },
+            components: Vec::new(),
+            message: Some(format!(
+                "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
+                describe_state(sup_info.active_state, &sup_info.sub_state),
+                mgr.scope().flag()
+            )),
+        });
+    }
+    // One pipelined batch for every property of every unit.
+    let requests: Vec<PropertyRequest<'_>> = infos
+        .iter()
+        .flat_map(|i| {
+            PROPS.iter().map(move |(interface, name)| PropertyRequest {
+                path: i.path.as_str(),
+                interface: *interface,
+                name,
+            })
+        })
+        .collect();
+    let values = mgr.get_many(&requests)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    let mut rows = infos
+        .iter()
+        .zip(values.chunks(PROPS.len()))
+        .enumerate()
+        .map(|(i, (info, vals))| {
+            let (name, title, unit) = if i == 0 {
+                ("supervisor", "Server Supervisor", SUPERVISOR)
+            } else {
+                let c = components[i - 1];
+                (c.short_name(), c.title(), c.unit())
+            };
+            collect_unit(
+                name,
+                title,
+                unit,
+                info.active_state,
+                &info.sub_state,
+                vals,
+                now,
+                req.pss,
+                procs,
+                cgroups,
+                mgr,
+            )
+        })
+        .collect::<Vec<_>>();
+    let supervisor = rows.remove(0);
+    Ok(StackStatus {
+        scope,
+        supervisor: SupervisorStatus {
+            running: true,
+            unit: SUPERVISOR,
+            detail: Some(supervisor),
+        },
+        components: rows,
+        message: None,
+    })
+}
+
+fn describe_state(active: ActiveState, sub: &str) -> String {
+    format!("{} ({sub})", active.as_str())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn collect_unit(
+    name: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    active: ActiveState,
+    sub_state: &str,
+    vals: &[Option<OwnedValue>],
+    now_us: u128,
+    pss: bool,
+    procs: &mut ProcReader,
+    cgroups: &CgroupReader,
+    mgr: &Manager,
+) -> UnitStatus {
+    let get = |i: usize| vals.get(i).cloned().flatten();
+    let main_pid = get(0)
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|p| *p > 0);
+    // systemd reports "unknown" memory as u64::MAX.
+    let cgroup_bytes = get(1)
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|b| *b != u64::MAX);
+    let restarts = get(2).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let result = get(3)
+        .and_then(|v| String::try_from(v).ok())
+        .unwrap_or_default();
+    let control_group = get(4)
+        .and_then(|v| String::try_from(v).ok())
+        .unwrap_or_default();
+    let started_us = get(5)
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|t| *t > 0);
+
+    let pids = if control_group.is_empty() {
+        Vec::new()
+    } else {
+        cgroups.pids(&control_group).unwrap_or_else(|| {
+            // The cgroup file system is not where we looked: ask systemd.
+            mgr.unit_processes(unit)
+                .map(|p| p.into_iter().map(|(_, pid, _)| pid).collect())
+                .unwrap_or_default()
+        })
+    };
+    let usage = procs.usage(&pids, pss);
+    let running = matches!(active, ActiveState::Active | ActiveState::Reloading);
+    let uptime_seconds =
+        main_pid
+            .filter(|_| running)
+            .and_then(|pid| match procs.process_uptime(pid) {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                Sample::Value(s) => Some(s as u64),
+                _ => None,
+            });
+    let systemd_uptime_seconds = started_us
+        .filter(|_| running)
+        .and_then(|t| u64::try_from(now_us.saturating_sub(u128::from(t)) / 1_000_000).ok());
+    UnitStatus {
+        name,
+        title,
+        unit,
+        state: active.as_str(),
+        sub_state: sub_state.to_owned(),
+        result,
+        pid: main_pid,
+        uptime_seconds,
+        systemd_uptime_seconds,
+        memory: Memory {
+            rss_bytes: usage.rss_bytes,
+            pss_bytes: usage.pss_bytes,
+            cgroup_bytes,
+        },
+        processes: usage.processes,
+        unreadable_processes: usage.unreadable,
+        restarts,
+        active,
+    }
+}
+
+/// LSB exit code of a status: 0 all running, 3 something not running.
+pub fn exit_code(s: &StackStatus) -> i32 {
+    if s.supervisor.running && s.components.iter().all(UnitStatus::is_running) {
+        exit::OK
+    } else {
+        exit::NOT_RUNNING
+    }
+}

@@ -1,0 +1,239 @@
+//! `status`: numbers checked against procfs, rows, the supervisor-down message, exit codes.
+
+use std::time::Duration;
+
+use imageserving::component::Component;
+use serde_json::Value;
+
+use crate::harness::{Options, Sandbox};
+
+fn json(sb: &Sandbox, args: &[&str], code: i32) -> Value {
+    let mut full = vec!["status", "--json"];
+    full.extend_from_slice(args);
+    let r = sb.run(&full).code(code);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.stdout))
+}
+
+fn component<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["components"]
+        .as_array()
+        .expect("components")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+fn statm_rss(pid: u64) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("statm");
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .expect("field")
+        .parse()
+        .expect("number");
+    pages * 4096
+}
+
+#[test]
+fn memory_of_a_64_mib_standin_matches_procfs() {
+    let sb = Sandbox::with(Options::default().arg(Component::Image, "--hold-mib 64"));
+    sb.run(&["start"]).code(0);
+    let doc = json(&sb, &[], 0);
+    let is = component(&doc, "is");
+    let pid = is["pid"].as_u64().expect("pid");
+    let reported = is["memory"]["rss_bytes"].as_u64().expect("rss");
+    let procfs = statm_rss(pid);
+    assert!(reported >= 64 << 20, "reported {reported}");
+    assert!(
+        reported.abs_diff(procfs) * 100 < procfs * 3,
+        "reported {reported}, procfs {procfs}"
+    );
+    assert!(is["memory"]["cgroup_bytes"].as_u64().expect("cgroup") >= 64 << 20);
+    assert!(is["memory"].get("pss_bytes").is_none(), "pss without --pss");
+    let ps = component(&doc, "ps");
+    assert!(ps["memory"]["rss_bytes"].as_u64().expect("rss") < 32 << 20);
+}
+
+#[test]
+fn children_are_counted() {
+    let sb = Sandbox::with(Options::default().arg(Component::Svg, "--children 3 --hold-mib 16"));
+    sb.run(&["start"]).code(0);
+    let doc = json(&sb, &["svg"], 0);
+    let svg = component(&doc, "svg");
+    assert_eq!(svg["processes"], 4, "{svg}");
+    let main_rss = statm_rss(svg["pid"].as_u64().expect("pid"));
+    assert!(
+        svg["memory"]["rss_bytes"].as_u64().expect("rss") > main_rss,
+        "children's memory not added: {svg}"
+    );
+    let pss = json(&sb, &["svg", "--pss"], 0);
+    let svg_pss = component(&pss, "svg")["memory"]["pss_bytes"]
+        .as_u64()
+        .expect("pss with --pss");
+    let svg_rss = component(&pss, "svg")["memory"]["rss_bytes"]
+        .as_u64()
+        .expect("rss");
+    assert!(
+        svg_pss > 16 << 20 && svg_pss <= svg_rss,
+        "pss {svg_pss} rss {svg_rss}"
+    );
+}
+
+#[test]
+fn uptime_restarts_from_zero_for_the_restarted_component_only() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    std::thread::sleep(Duration::from_millis(2200));
+    sb.run(&["restart", "is"]).code(0);
+    let doc = json(&sb, &[], 0);
+    let up = |n: &str| {
+        component(&doc, n)["uptime_seconds"]
+            .as_u64()
+            .expect("uptime")
+    };
+    assert!(up("is") < 2, "is uptime {}", up("is"));
+    assert!(up("ps") >= 2 && up("svg") >= 2, "{doc}");
+    // procfs and systemd agree.
+    for n in ["ps", "is", "svg"] {
+        let c = component(&doc, n);
+        let a = c["uptime_seconds"].as_u64().expect("procfs");
+        let b = c["systemd_uptime_seconds"].as_u64().expect("systemd");
+        assert!(a.abs_diff(b) <= 1, "{n}: procfs {a} s, systemd {b} s");
+    }
+    assert!(
+        doc["supervisor"]["uptime_seconds"]
+            .as_u64()
+            .expect("supervisor uptime")
+            >= 2
+    );
+}
+
+#[test]
+fn status_of_one_component_shows_only_its_row() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let r = sb.run(&["status", "svg"]).code(0);
+    assert!(
+        r.stdout.contains("imageserving-svg.service"),
+        "{}",
+        r.stdout
+    );
+    for other in [
+        "imageserving-image.service",
+        "imageserving-platform.service",
+    ] {
+        assert!(!r.stdout.contains(other), "{other} shown:\n{}", r.stdout);
+    }
+    assert!(
+        r.stdout.contains("Server Supervisor: active (running)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains('\x1b'), "colour when not on a terminal");
+    let full = sb.run(&["status"]).code(0);
+    assert_eq!(
+        full.stdout
+            .lines()
+            .filter(|l| l.contains("imageserving-"))
+            .count(),
+        3,
+        "{}",
+        full.stdout
+    );
+}
+
+#[test]
+fn supervisor_down_gives_the_message_and_exit_3() {
+    let sb = Sandbox::new();
+    sb.run(&["status"])
+        .code(3)
+        .stdout_has("Server Supervisor is not running")
+        .stdout_has("ImageServing --user start");
+    let doc = json(&sb, &[], 3);
+    assert_eq!(doc["supervisor"]["running"], false);
+    assert!(doc["message"]
+        .as_str()
+        .expect("message")
+        .contains("not running"));
+    sb.run(&["start"]).code(0);
+    sb.run(&["stop"]).code(0);
+    sb.run(&["status", "is"]).code(3);
+}
+
+#[test]
+fn json_carries_the_published_keys() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let doc = json(&sb, &[], 0);
+    assert_eq!(doc["supervisor"]["running"], true);
+    assert!(doc["supervisor"]["pid"].as_u64().is_some());
+    assert!(doc["supervisor"]["uptime_seconds"].as_u64().is_some());
+    let names: Vec<&str> = doc["components"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["ps", "is", "svg"]);
+    for c in doc["components"].as_array().expect("array") {
+        for key in [
+            "unit",
+            "state",
+            "sub_state",
+            "pid",
+            "uptime_seconds",
+            "processes",
+            "restarts",
+        ] {
+            assert!(
+                c.get(key).is_some_and(|v| !v.is_null()),
+                "{key} missing in {c}"
+            );
+        }
+        assert_eq!(c["state"], "active");
+        assert_eq!(c["sub_state"], "running");
+        assert!(c["memory"]["rss_bytes"].as_u64().is_some());
+        assert!(c["memory"]["cgroup_bytes"].as_u64().is_some());
+        assert_eq!(c["processes"], 1);
+        assert_eq!(c["restarts"], 0);
+    }
+}
+
+#[test]
+fn a_stopped_component_makes_status_exit_3() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    sb.manager()
+        .stop_unit(Component::Image.unit())
+        .expect("stop is");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sb.state(Component::Image.unit()).active_state.is_down() {
+        assert!(std::time::Instant::now() < deadline, "is did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let doc = json(&sb, &[], 3);
+    assert_eq!(component(&doc, "is")["state"], "inactive");
+    json(&sb, &["svg"], 0);
+}
+
+#[test]
+fn status_errors_use_lsb_status_codes() {
+    let sb = Sandbox::with(Options {
+        no_units: true,
+        ..Options::default()
+    });
+    sb.run(&["status"])
+        .code(4)
+        .stderr_one_line()
+        .stderr_has("not installed");
+    let doc = json(&sb, &[], 4);
+    assert!(doc["error"]
+        .as_str()
+        .expect("error")
+        .contains("not installed"));
+    let addr = format!("unix:path={}/absent", sb.root.display());
+    sb.run_env(&["status"], &[("DBUS_SESSION_BUS_ADDRESS", &addr)])
+        .code(4)
+        .stderr_has(&addr);
+    sb.run(&["status", "tomcat"]).code(2);
+}
