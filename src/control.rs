@@ -6,13 +6,20 @@
 //! sleeps; a unit that fails ends the wait at once with the unit's own account of why.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::component::{self, Component, TARGET};
 use crate::error::Error;
+use crate::probe::{self, ProbeSettings};
 use crate::progress::Progress;
 use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState};
+
+/// How often a component that is active but not yet answering is probed again.
+const PROBE_POLL: Duration = Duration::from_millis(50);
+/// How long an active component may take to answer its probe before `start` gives up.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One unit of the stack, loaded.
 #[derive(Debug, Clone)]
@@ -188,6 +195,8 @@ impl Stack {
         let result = self.wait_job(&mut events, &job, std::slice::from_ref(unit))?;
         let state = self.mgr.service_state(unit.path.as_str())?;
         if state.active_state == ActiveState::Active {
+            self.wait_serving(std::slice::from_ref(unit), "Restarting", progress)?;
+            let state = self.mgr.service_state(unit.path.as_str())?;
             return Ok(Outcome::ComponentRestarted(component, state.main_pid));
         }
         if state.has_failed() || result != "done" {
@@ -244,8 +253,10 @@ impl Stack {
         Ok(states)
     }
 
-    /// The shared wait of `start` and `restart`: until the target's job is gone, the
-    /// supervisor reported ready and every component is active.
+    /// The shared wait of `start` and `restart`: until the target's job and every job it
+    /// pulled in are gone, then until every component answers its probe. The supervisor's
+    /// `READY=1` already means "serving" when it started with us; the probe check covers a
+    /// stack whose supervisor was already up (a start that only brought back one component).
     fn wait_ready(
         &self,
         events: &mut Events,
@@ -254,9 +265,11 @@ impl Stack {
         progress: &mut Progress,
     ) -> Result<(), Error> {
         let watched = &self.services;
+        let names: Vec<&str> = watched.iter().map(|u| u.name).collect();
         let mut stale = vec![true; watched.len()];
         let mut last: HashMap<usize, ServiceState> = HashMap::new();
-        let result = loop {
+        let mut result = None;
+        loop {
             for (i, state) in self
                 .check_failures(watched, &mut stale)?
                 .into_iter()
@@ -266,17 +279,28 @@ impl Stack {
                     last.insert(i, state);
                 }
             }
+            if result.is_some()
+                && self
+                    .mgr
+                    .list_units_by_names(&names)?
+                    .iter()
+                    .all(|u| u.job_id == 0)
+            {
+                break;
+            }
             progress.show(&waiting_line(verb, watched, &last));
             match events.next_event()? {
                 Event::JobRemoved {
-                    job: done, result, ..
-                } if &done == job => break result,
+                    job: done,
+                    result: r,
+                    ..
+                } if &done == job => result = Some(r),
                 Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
                 Event::JobRemoved { .. } => {}
             }
-        };
-        progress.clear();
-        // The job is gone: judge every unit on its state now.
+        }
+        let result = result.unwrap_or_default();
+        // Every job is gone: judge every unit on its state now.
         for unit in watched {
             let state = self.mgr.service_state(unit.path.as_str())?;
             if state.active_state != ActiveState::Active {
@@ -296,7 +320,69 @@ impl Stack {
                 "the start job of {TARGET} ended with result '{result}'"
             )));
         }
-        Ok(())
+        let components: Vec<StackUnit> = watched
+            .iter()
+            .filter(|u| u.component.is_some())
+            .cloned()
+            .collect();
+        self.wait_serving(&components, verb, progress)
+    }
+
+    /// Wait until each unit's health probe passes (units without a probe pass once active).
+    /// Probes are polled: a port opening sends no signal. A unit that fails meanwhile ends
+    /// the wait with its error; one that never answers, after [`SERVE_TIMEOUT`].
+    fn wait_serving(
+        &self,
+        units: &[StackUnit],
+        verb: &str,
+        progress: &mut Progress,
+    ) -> Result<(), Error> {
+        let mut pending = Vec::new();
+        for unit in units {
+            let env = self.mgr.unit_environment(unit.path.as_str())?;
+            let settings = ProbeSettings::from_environment(unit.name, &env)
+                .map_err(|e| Error::NotAsAsked(e.to_string()))?;
+            if let Some(settings) = settings {
+                pending.push((unit, settings, String::new()));
+            }
+        }
+        let deadline = Instant::now() + SERVE_TIMEOUT;
+        loop {
+            pending.retain_mut(|(_, p, why)| match probe::check(&p.target, p.timeout) {
+                Ok(()) => false,
+                Err(e) => {
+                    *why = e;
+                    true
+                }
+            });
+            if pending.is_empty() {
+                progress.clear();
+                return Ok(());
+            }
+            let waiting: Vec<String> = pending
+                .iter()
+                .map(|(u, p, why)| format!("{} on {} ({why})", u.label(), p.target))
+                .collect();
+            if Instant::now() >= deadline {
+                return Err(Error::NotAsAsked(format!(
+                    "{} active but not serving after {}s: {}",
+                    if waiting.len() == 1 { "is" } else { "are" },
+                    SERVE_TIMEOUT.as_secs(),
+                    waiting.join(", ")
+                )));
+            }
+            progress.show(&format!(
+                "{verb} Image Serving: waiting for {} to answer",
+                waiting.join(", ")
+            ));
+            for (unit, _, _) in &pending {
+                let state = self.mgr.service_state(unit.path.as_str())?;
+                if state.has_failed() {
+                    return Err(unit.failure(&state));
+                }
+            }
+            std::thread::sleep(PROBE_POLL);
+        }
     }
 
     /// Stop the target and wait until every unit is inactive and no process is left.

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod component;
 pub mod control;
 pub mod error;
+pub mod probe;
 pub mod procinfo;
 pub mod progress;
 pub mod status;

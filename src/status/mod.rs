@@ -96,6 +96,8 @@ pub struct UnitStatus {
     pub unreadable_processes: u32,
     /// Automatic restarts by systemd (`NRestarts`).
     pub restarts: u32,
+    /// systemd stopped restarting it (failed after automatic restarts: the start limit).
+    pub given_up: bool,
     #[serde(skip)]
     active: ActiveState,
 }
@@ -304,6 +306,7 @@ fn collect_unit(
         processes: usage.processes,
         unreadable_processes: usage.unreadable,
         restarts,
+        given_up: active == ActiveState::Failed && restarts > 0,
         active,
     }
 }

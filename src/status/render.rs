@@ -58,7 +58,12 @@ fn paint(style: Style, code: &str, text: &str) -> String {
 }
 
 fn state_text(u: &UnitStatus) -> String {
-    if u.state == "failed" {
+    if u.given_up {
+        format!(
+            "failed ({}), gave up after {} restarts",
+            u.result, u.restarts
+        )
+    } else if u.state == "failed" {
         format!("failed ({})", u.result)
     } else {
         format!("{} ({})", u.state, u.sub_state)

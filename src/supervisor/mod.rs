@@ -7,7 +7,6 @@
 //! watchdog is pinged from the main loop only, so a stuck loop is a missed ping.
 
 mod log;
-pub mod probe;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -16,11 +15,9 @@ use sd_notify::NotifyState;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::component::Component;
-use crate::systemd::{
-    ActiveState, Event, Manager, PropertyInterface, PropertyRequest, Scope, SystemdError,
-};
+use crate::probe::{self, ProbeSettings, SettingError};
+use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
 use log::Priority;
-use probe::{ProbeSettings, SettingError};
 
 /// How often probes run while the stack is starting.
 const START_POLL: Duration = Duration::from_millis(100);
@@ -44,6 +41,17 @@ enum SupervisorError {
     BusLost(String),
     #[error("the stack did not become ready within {0:?}: {1}")]
     StartTimeout(Duration, String),
+}
+
+impl SupervisorError {
+    /// 78 (`EX_CONFIG`, sysexits.h) for a bad setting, which the unit does not restart on;
+    /// 1 for everything else.
+    fn exit_code(&self) -> i32 {
+        match self {
+            SupervisorError::Setting(_) | SupervisorError::OwnSetting(_) => 78,
+            _ => 1,
+        }
+    }
 }
 
 enum Msg {
@@ -123,7 +131,7 @@ pub fn run() -> i32 {
             let msg = e.to_string();
             log::log(Priority::Err, &msg);
             notify(&[NotifyState::Status(&format!("failed: {msg}"))]);
-            1
+            e.exit_code()
         }
     }
 }
@@ -162,17 +170,7 @@ impl Supervisor {
         let mut watched = Vec::new();
         for component in Component::ALL {
             let path = mgr.load_unit(component.unit())?;
-            let env = mgr.get_many(&[PropertyRequest {
-                path: path.as_str(),
-                interface: PropertyInterface::Service,
-                name: "Environment",
-            }])?;
-            let env: Vec<String> = env
-                .into_iter()
-                .next()
-                .flatten()
-                .and_then(|v| Vec::<String>::try_from(v).ok())
-                .unwrap_or_default();
+            let env = mgr.unit_environment(path.as_str())?;
             let probe = ProbeSettings::from_environment(component.unit(), &env)?;
             watched.push(Watched {
                 component,
@@ -221,6 +219,17 @@ impl Supervisor {
                 continue;
             }
             let s = self.mgr.service_state(w.path.as_str())?;
+            if s.active_state == ActiveState::Failed && w.state != ActiveState::Failed {
+                log::log(
+                    Priority::Err,
+                    &format!(
+                        "{} ({}) failed and systemd gave up on it: {}",
+                        w.component,
+                        w.component.unit(),
+                        s.failure_reason()
+                    ),
+                );
+            }
             let restarted = s.main_pid != w.main_pid;
             w.state = s.active_state;
             w.sub_state = s.sub_state;
@@ -463,7 +472,12 @@ impl Supervisor {
             .iter()
             .filter(|w| !w.serving)
             .map(|w| {
-                if w.given_up {
+                if w.state == ActiveState::Failed {
+                    format!(
+                        "{} failed, given up by systemd (reset with 'ImageServing start')",
+                        w.component
+                    )
+                } else if w.given_up {
                     format!("{} given up (restart refused)", w.component)
                 } else {
                     w.describe_wait()

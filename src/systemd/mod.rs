@@ -342,6 +342,21 @@ impl Manager {
         Ok(ServiceState::from_values(values))
     }
 
+    /// The unit's `Environment=` assignments (`KEY=VALUE`), drop-ins applied.
+    pub fn unit_environment(&self, path: &str) -> Result<Vec<String>, SystemdError> {
+        let values = self.get_many(&[PropertyRequest {
+            path,
+            interface: PropertyInterface::Service,
+            name: "Environment",
+        }])?;
+        Ok(values
+            .into_iter()
+            .next()
+            .flatten()
+            .and_then(|v| Vec::<String>::try_from(v).ok())
+            .unwrap_or_default())
+    }
+
     /// Start listening for job and unit signals about `unit_paths`. Call this *before*
     /// enqueueing a job, or its `JobRemoved` may be gone before anyone listens.
     pub fn events(&self, unit_paths: &[&str]) -> Result<Events, SystemdError> {

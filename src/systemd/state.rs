@@ -255,6 +255,13 @@ impl ServiceState {
             || (self.sub_state == "auto-restart" && self.result != "success")
     }
 
+    /// Whether systemd stopped restarting it: failed after automatic restarts. systemd keeps
+    /// the last run's `Result` (e.g. `signal`) when the start limit is what stopped it, so
+    /// this is read from the restart count rather than from `start-limit-hit`.
+    pub fn gave_up(&self) -> bool {
+        self.active_state == ActiveState::Failed && self.restarts > 0
+    }
+
     /// `active (running)`, `failed (exit-code)`, ...
     pub fn summary(&self) -> String {
         if self.active_state == ActiveState::Failed {
@@ -280,6 +287,12 @@ impl ServiceState {
         }
         if self.sub_state == "auto-restart" {
             parts.push("systemd will retry it".to_owned());
+        }
+        if self.gave_up() {
+            parts.push(format!(
+                "systemd gave up after {} automatic restarts (start limit); 'ImageServing start' resets it",
+                self.restarts
+            ));
         }
         parts.join("; ")
     }

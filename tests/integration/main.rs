@@ -3,3 +3,4 @@
 mod control;
 mod harness;
 mod status;
+mod supervisor;

@@ -1,0 +1,187 @@
+//! The Server Supervisor: readiness, recovery, watchdog, and that its own restarts leave the
+//! components alone.
+
+use std::time::{Duration, Instant};
+
+use imageserving::component::{Component, SUPERVISOR};
+use imageserving::systemd::ActiveState;
+
+use crate::harness::{Options, Sandbox};
+
+/// Poll `cond` every 20 ms until it holds or `limit` passes.
+#[track_caller]
+fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after = &stat[stat.rfind(')').expect(")") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+fn pids(sb: &Sandbox) -> Vec<u32> {
+    Component::ALL.iter().map(|c| sb.main_pid(*c)).collect()
+}
+
+#[test]
+fn status_text_summarises_the_stack() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    eventually(Duration::from_secs(5), "STATUS= summary", || {
+        sb.state(SUPERVISOR).status_text == "3/3 components serving"
+    });
+}
+
+#[test]
+fn a_hung_component_is_restarted_by_the_supervisor() {
+    // ps stops answering 1.5 s after each start but stays alive; its HTTP probe notices.
+    let sb = Sandbox::with(
+        Options::default()
+            .arg(Component::Platform, "--hang-after 1.5")
+            .service(
+                Component::Platform,
+                "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=0.3 IMAGESERVING_PROBE_FAILURES=2",
+            ),
+    );
+    sb.run(&["start"]).code(0);
+    let before = pids(&sb);
+    // Hang at 1.5 s, two failed probes 0.5 s apart (0.3 s each): a restart within ~3.5 s.
+    eventually(Duration::from_secs(8), "ps restarted after it hung", || {
+        let now = sb.main_pid(Component::Platform);
+        now != 0 && now != before[0]
+    });
+    assert!(
+        !crate::harness::is_alive(before[0]),
+        "the hung process was left running"
+    );
+    assert_eq!(
+        before[1..],
+        pids(&sb)[1..],
+        "other components were restarted"
+    );
+    assert_eq!(sb.state(SUPERVISOR).main_pid, sb.state(SUPERVISOR).main_pid);
+}
+
+#[test]
+fn a_crash_loop_is_given_up_without_spinning() {
+    let sb = Sandbox::with(Options::default().arg(Component::Image, "--crash-after 0.3"));
+    let _ = sb.run(&["start"]); // may or may not see is serve before its first crash
+    eventually(
+        Duration::from_secs(30),
+        "is given up at its start limit",
+        || sb.state(Component::Image.unit()).gave_up(),
+    );
+    // The unit allows 5 starts in 2 minutes: the first and 4 automatic restarts.
+    assert_eq!(sb.state(Component::Image.unit()).restarts, 5);
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    if supervisor != 0 {
+        eventually(
+            Duration::from_secs(5),
+            "supervisor STATUS= reports it",
+            || {
+                sb.state(SUPERVISOR)
+                    .status_text
+                    .contains("is failed, given up by systemd")
+            },
+        );
+        let cpu = cpu_seconds(supervisor);
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(cpu_seconds(supervisor) - cpu < 0.1, "the supervisor spins");
+    }
+    sb.run(&["status", "is"])
+        .code(3)
+        .stdout_has("failed (signal), gave up after 5 restarts");
+    let doc: serde_json::Value =
+        serde_json::from_str(&sb.run(&["status", "--json", "is"]).code(3).stdout).expect("json");
+    assert_eq!(doc["components"][0]["given_up"], true);
+    // start resets the limit and tries again: the restart count starts from zero. (is may
+    // serve for its 0.3 s, so start may succeed or fail; either way it ran is again.)
+    let again = sb.run(&["start"]);
+    assert!(
+        again.code == 0
+            || again
+                .stderr
+                .contains("Image Server (is, imageserving-image.service) failed"),
+        "{}",
+        again.stderr
+    );
+    assert!(sb.state(Component::Image.unit()).restarts < 5);
+}
+
+#[test]
+fn killing_the_supervisor_leaves_the_components_alone() {
+    let sb = Sandbox::with(Options::default().supervisor("RestartSec=100ms"));
+    sb.run(&["start"]).code(0);
+    let before = pids(&sb);
+    let sup = sb.state(SUPERVISOR).main_pid;
+    kill(sup, "KILL");
+    eventually(Duration::from_secs(10), "supervisor back", || {
+        let s = sb.state(SUPERVISOR);
+        s.active_state == ActiveState::Active && s.main_pid != sup && s.main_pid != 0
+    });
+    assert_eq!(
+        before,
+        pids(&sb),
+        "components restarted with the supervisor"
+    );
+    sb.run(&["status"]).code(0);
+}
+
+#[test]
+fn a_supervisor_that_stops_pinging_is_restarted_by_the_watchdog() {
+    let sb = Sandbox::with(
+        Options::default()
+            .supervisor("WatchdogSec=1s")
+            .supervisor("TimeoutAbortSec=1s")
+            .supervisor("RestartSec=100ms"),
+    );
+    sb.run(&["start"]).code(0);
+    let before = pids(&sb);
+    let sup = sb.state(SUPERVISOR).main_pid;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sb.state(SUPERVISOR).main_pid,
+        sup,
+        "a healthy supervisor was restarted"
+    );
+    kill(sup, "STOP");
+    eventually(Duration::from_secs(10), "watchdog restart", || {
+        let s = sb.state(SUPERVISOR);
+        s.active_state == ActiveState::Active && s.main_pid != sup && s.main_pid != 0
+    });
+    assert_eq!(
+        before,
+        pids(&sb),
+        "components restarted with the supervisor"
+    );
+}
+
+#[test]
+fn a_bad_probe_setting_is_reported_with_unit_and_key() {
+    let sb = Sandbox::with(Options::default().service(
+        Component::Image,
+        "Environment=IMAGESERVING_PROBE=udp://127.0.0.1:1",
+    ));
+    sb.run(&["start"]).code(1).stderr_one_line().stderr_has(
+        "imageserving-image.service: bad setting IMAGESERVING_PROBE=\"udp://127.0.0.1:1\"",
+    );
+    // A bad setting is not retried in a loop (RestartPreventExitStatus=78).
+    let s = sb.state(SUPERVISOR);
+    assert_eq!(s.restarts, 0, "{}", s.summary());
+}
