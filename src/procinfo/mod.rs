@@ -114,6 +114,11 @@ impl ProcReader {
         Sample::Value((now - started).max(0.0))
     }
 
+    /// The cgroup `pid` is in (as systemd's `ControlGroup` names it).
+    pub fn cgroup_path(&mut self, pid: u32) -> Sample<String> {
+        self.parsed(pid, "cgroup", |b| parse::proc_cgroup_path(b).ok_or(()))
+    }
+
     /// Sum memory over `pids`; `pss` also reads `smaps_rollup` (slower, and needs privilege).
     pub fn usage(&mut self, pids: &[u32], pss: bool) -> Usage {
         let mut u = Usage {

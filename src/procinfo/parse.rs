@@ -78,6 +78,24 @@ pub fn uptime_seconds(bytes: &[u8]) -> Result<f64, ParseError> {
         .map_err(|e| err("uptime", e))
 }
 
+/// The process's cgroup in the hierarchy systemd manages, from `/proc/<pid>/cgroup`: the
+/// unified (`0::`) line, or on a legacy-only system the `name=systemd` line.
+pub fn proc_cgroup_path(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let find = |prefix: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .and_then(|(_, rest)| rest.strip_prefix(prefix))
+            })
+            .filter(|p| p.starts_with('/'))
+            .map(str::to_owned)
+    };
+    find(":")
+        .filter(|p| p != "/")
+        .or_else(|| find("name=systemd:"))
+}
+
 /// PIDs listed in a `cgroup.procs` file.
 pub fn cgroup_procs(bytes: &[u8]) -> Vec<u32> {
     std::str::from_utf8(bytes)
@@ -152,6 +170,27 @@ mod tests {
         for bad in [&b""[..], b"x", b"\xff\xfe", b"-"] {
             assert!(uptime_seconds(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn cgroup_of_a_process_in_a_hybrid_and_a_legacy_setup() {
+        let hybrid = b"9:name=systemd:/m/app.slice/x.service\n4:memory:/m/app.slice/x.service\n1:cpu:/\n0::/m/app.slice/x.service\n";
+        assert_eq!(
+            proc_cgroup_path(hybrid).as_deref(),
+            Some("/m/app.slice/x.service")
+        );
+        let legacy = b"2:cpu:/\n1:name=systemd:/system.slice/y.service\n";
+        assert_eq!(
+            proc_cgroup_path(legacy).as_deref(),
+            Some("/system.slice/y.service")
+        );
+        // Unified mounted but the process sits at its root: use the legacy line.
+        let root = b"1:name=systemd:/system.slice/z.service\n0::/\n";
+        assert_eq!(
+            proc_cgroup_path(root).as_deref(),
+            Some("/system.slice/z.service")
+        );
+        assert_eq!(proc_cgroup_path(b"garbage"), None);
     }
 
     #[test]

@@ -109,15 +109,18 @@ impl UnitStatus {
     }
 }
 
-/// The properties read per unit, in the order [`collect_unit`] takes them.
-const PROPS: [(PropertyInterface, &str); 6] = [
-    (PropertyInterface::Service, "MainPID"),
-    (PropertyInterface::Service, "MemoryCurrent"),
-    (PropertyInterface::Service, "NRestarts"),
-    (PropertyInterface::Service, "Result"),
-    (PropertyInterface::Service, "ControlGroup"),
-    (PropertyInterface::Service, "ExecMainStartTimestamp"),
+/// The properties read for every unit, in the order [`collect_unit`] takes them. Each is one
+/// message; the set is kept to what the table shows. The unit's cgroup comes from procfs
+/// (`/proc/MAINPID/cgroup`) rather than from `ControlGroup`, and `Result` is read only for a
+/// unit that is not active, where it explains why.
+const PROPS: [&str; 4] = [
+    "MainPID",
+    "MemoryCurrent",
+    "NRestarts",
+    "ExecMainStartTimestamp",
 ];
+/// Read in addition for units that are not active.
+const PROP_RESULT: &str = "Result";
 
 /// Gather the status of the stack. An error means the state cannot be determined.
 pub fn collect(scope: Scope, req: StatusRequest) -> Result<StackStatus, Error> {
@@ -143,8 +146,9 @@ fn collect_with(
     let names: Vec<&str> = std::iter::once(SUPERVISOR)
         .chain(components.iter().map(|c| c.unit()))
         .collect();
-    // One call: states and paths of all units (it loads unit files not yet loaded).
-    let infos = mgr.list_units_by_names(&names)?;
+    // One round trip: the states of all units (ListUnitsByNames loads unit files not yet
+    // loaded) and the properties the table shows.
+    let (infos, values) = mgr.units_with_properties(&names, &PROPS)?;
     if let Some(missing) = infos.iter().find(|i| !i.is_installed()) {
         return Err(Error::NotInstalled {
             unit: missing.name.clone(),
@@ -173,48 +177,51 @@ fn collect_with(
             )),
         });
     }
-    // One pipelined batch for every property of every unit.
-    let requests: Vec<PropertyRequest<'_>> = infos
+    // Why a unit is not running is worth a second round trip; on the hot path all run.
+    let running = |i: &crate::systemd::UnitInfo| {
+        matches!(i.active_state, ActiveState::Active | ActiveState::Reloading)
+    };
+    let result_requests: Vec<PropertyRequest<'_>> = infos
         .iter()
-        .flat_map(|i| {
-            PROPS.iter().map(move |(interface, name)| PropertyRequest {
-                path: i.path.as_str(),
-                interface: *interface,
-                name,
-            })
+        .filter(|i| !running(i))
+        .map(|i| PropertyRequest {
+            path: i.path.as_str(),
+            interface: PropertyInterface::Service,
+            name: PROP_RESULT,
         })
         .collect();
-    let values = mgr.get_many(&requests)?;
+    let mut results = if result_requests.is_empty() {
+        Vec::new()
+    } else {
+        mgr.get_many(&result_requests)?
+    }
+    .into_iter();
+    let mut values = values.into_iter();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros())
         .unwrap_or(0);
-    let mut rows = infos
-        .iter()
-        .zip(values.chunks(PROPS.len()))
-        .enumerate()
-        .map(|(i, (info, vals))| {
-            let (name, title, unit) = if i == 0 {
-                ("supervisor", "Server Supervisor", SUPERVISOR)
-            } else {
-                let c = components[i - 1];
-                (c.short_name(), c.title(), c.unit())
-            };
-            collect_unit(
-                name,
-                title,
-                unit,
-                info.active_state,
-                &info.sub_state,
-                vals,
-                now,
-                req.pss,
-                procs,
-                cgroups,
-                mgr,
-            )
-        })
-        .collect::<Vec<_>>();
+    let mut rows = Vec::with_capacity(infos.len());
+    for (i, info) in infos.iter().enumerate() {
+        let mut vals: Vec<Option<OwnedValue>> = values.by_ref().take(PROPS.len()).collect();
+        if !running(info) {
+            vals.push(results.next().flatten());
+        }
+        let (name, title, unit) = if i == 0 {
+            ("supervisor", "Server Supervisor", SUPERVISOR)
+        } else {
+            let c = components[i - 1];
+            (c.short_name(), c.title(), c.unit())
+        };
+        let ctx = UnitContext {
+            name,
+            title,
+            unit,
+            active: info.active_state,
+            sub_state: &info.sub_state,
+        };
+        rows.push(collect_unit(&ctx, &vals, now, req.pss, procs, cgroups, mgr));
+    }
     let supervisor = rows.remove(0);
     Ok(StackStatus {
         scope,
@@ -232,13 +239,17 @@ fn describe_state(active: ActiveState, sub: &str) -> String {
     format!("{} ({sub})", active.as_str())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn collect_unit(
+/// What is known of a unit before its properties are read.
+struct UnitContext<'a> {
     name: &'static str,
     title: &'static str,
     unit: &'static str,
     active: ActiveState,
-    sub_state: &str,
+    sub_state: &'a str,
+}
+
+fn collect_unit(
+    ctx: &UnitContext<'_>,
     vals: &[Option<OwnedValue>],
     now_us: u128,
     pss: bool,
@@ -255,28 +266,29 @@ fn collect_unit(
         .and_then(|v| u64::try_from(v).ok())
         .filter(|b| *b != u64::MAX);
     let restarts = get(2).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-    let result = get(3)
-        .and_then(|v| String::try_from(v).ok())
-        .unwrap_or_default();
-    let control_group = get(4)
-        .and_then(|v| String::try_from(v).ok())
-        .unwrap_or_default();
-    let started_us = get(5)
+    let started_us = get(3)
         .and_then(|v| u64::try_from(v).ok())
         .filter(|t| *t > 0);
+    let result = get(4)
+        .and_then(|v| String::try_from(v).ok())
+        .unwrap_or_else(|| "success".to_owned());
 
-    let pids = if control_group.is_empty() {
-        Vec::new()
-    } else {
-        cgroups.pids(&control_group).unwrap_or_else(|| {
-            // The cgroup file system is not where we looked: ask systemd.
-            mgr.unit_processes(unit)
-                .map(|p| p.into_iter().map(|(_, pid, _)| pid).collect())
-                .unwrap_or_default()
-        })
+    let running = matches!(ctx.active, ActiveState::Active | ActiveState::Reloading);
+    // The main process's cgroup is the unit's; without a main process, ask systemd (a unit
+    // that is stopping may still have control processes).
+    let pids = match main_pid.map(|pid| procs.cgroup_path(pid)) {
+        Some(Sample::Value(cg)) => cgroups.pids(&cg),
+        _ => None,
     };
+    let pids = pids.unwrap_or_else(|| {
+        if ctx.active.is_down() {
+            return Vec::new();
+        }
+        mgr.unit_processes(ctx.unit)
+            .map(|p| p.into_iter().map(|(_, pid, _)| pid).collect())
+            .unwrap_or_default()
+    });
     let usage = procs.usage(&pids, pss);
-    let running = matches!(active, ActiveState::Active | ActiveState::Reloading);
     let uptime_seconds =
         main_pid
             .filter(|_| running)
@@ -289,11 +301,11 @@ fn collect_unit(
         .filter(|_| running)
         .and_then(|t| u64::try_from(now_us.saturating_sub(u128::from(t)) / 1_000_000).ok());
     UnitStatus {
-        name,
-        title,
-        unit,
-        state: active.as_str(),
-        sub_state: sub_state.to_owned(),
+        name: ctx.name,
+        title: ctx.title,
+        unit: ctx.unit,
+        state: ctx.active.as_str(),
+        sub_state: ctx.sub_state.to_owned(),
         result,
         pid: main_pid,
         uptime_seconds,
@@ -306,8 +318,8 @@ fn collect_unit(
         processes: usage.processes,
         unreadable_processes: usage.unreadable,
         restarts,
-        given_up: active == ActiveState::Failed && restarts > 0,
-        active,
+        given_up: ctx.active == ActiveState::Failed && restarts > 0,
+        active: ctx.active,
     }
 }
 

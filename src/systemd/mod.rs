@@ -29,6 +29,39 @@ const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
 const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 
+/// One row of `ListUnitsByNames` as it comes off the wire (`a(ssssssouso)`).
+type RawUnitInfo = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
+/// The object path systemd gives a unit: its name with every byte that is not ASCII
+/// alphanumeric written as `_xx` (`sd_bus_path_encode(3)`).
+pub fn unit_path(name: &str) -> String {
+    let mut path = String::with_capacity(MANAGER_PATH.len() + 6 + name.len() * 2);
+    path.push_str(MANAGER_PATH);
+    path.push_str("/unit/");
+    if name.is_empty() {
+        path.push('_');
+    }
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() {
+            path.push(char::from(b));
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
 /// Which service manager to talk to, as with `systemctl --system` / `systemctl --user`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -69,6 +102,21 @@ impl Scope {
             Scope::System => "",
             Scope::User => " --user",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unit_paths_are_escaped_as_systemd_does() {
+        assert_eq!(
+            super::unit_path("imageserving-image.service"),
+            "/org/freedesktop/systemd1/unit/imageserving_2dimage_2eservice"
+        );
+        assert_eq!(
+            super::unit_path("a@b_c.target"),
+            "/org/freedesktop/systemd1/unit/a_40b_5fc_2etarget"
+        );
     }
 }
 
@@ -216,19 +264,7 @@ impl Manager {
 
     /// Name, states and object path of each unit in `names`, in one call.
     pub fn list_units_by_names(&self, names: &[&str]) -> Result<Vec<UnitInfo>, SystemdError> {
-        type Raw = Vec<(
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        )>;
-        let raw: Raw = self.manager_call("ListUnitsByNames", &(names,))?;
+        let raw: Vec<RawUnitInfo> = self.manager_call("ListUnitsByNames", &(names,))?;
         Ok(raw.into_iter().map(UnitInfo::from_wire).collect())
     }
 
@@ -265,41 +301,33 @@ impl Manager {
         }
     }
 
-    /// Fetch several properties in one round trip: every request is written before any reply
-    /// is read. Each answer is `None` when that property could not be read (e.g. the object
-    /// went away), so one missing value does not void the others.
-    pub fn get_many(
+    /// Send every message, then collect every reply: one round trip for all of them. Each
+    /// answer is the reply or that call's own error; bus-level failures fail the whole batch.
+    fn pipeline(
         &self,
-        requests: &[PropertyRequest<'_>],
-    ) -> Result<Vec<Option<OwnedValue>>, SystemdError> {
+        calls: &[(Message, &'static str)],
+    ) -> Result<Vec<Result<Message, SystemdError>>, SystemdError> {
         let mut replies = MessageIterator::from(&self.conn);
-        let mut serials: HashMap<NonZeroU32, usize> = HashMap::with_capacity(requests.len());
-        for (i, req) in requests.iter().enumerate() {
-            let msg = Message::method_call(req.path, "Get")
-                .and_then(|b| b.destination(DESTINATION))
-                .and_then(|b| b.interface(PROPERTIES_IFACE))
-                .and_then(|b| b.build(&(req.interface.name(), req.name)))
-                .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+        let mut serials: HashMap<NonZeroU32, usize> = HashMap::with_capacity(calls.len());
+        for (i, (msg, method)) in calls.iter().enumerate() {
             serials.insert(msg.primary_header().serial_num(), i);
             self.conn
-                .send(&msg)
-                .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
+                .send(msg)
+                .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
         }
-        let mut out: Vec<Option<OwnedValue>> = vec![None; requests.len()];
-        let mut pending = requests.len();
+        let mut out: Vec<Option<Result<Message, SystemdError>>> =
+            (0..calls.len()).map(|_| None).collect();
+        let mut pending = calls.len();
         while pending > 0 {
             let msg = match replies.next() {
                 Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(SystemdError::from_call(self.scope, "Get", e)),
+                Some(Err(e)) => return Err(SystemdError::from_call(self.scope, "reply", e)),
                 None => {
-                    return Err(SystemdError::from_call(
-                        self.scope,
-                        "Get",
-                        zbus::Error::InputOutput(std::sync::Arc::new(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "bus connection closed",
-                        ))),
-                    ))
+                    return Err(SystemdError::Unreachable {
+                        scope: self.scope,
+                        address: self.address.clone(),
+                        reason: "the bus connection closed".to_owned(),
+                    })
                 }
             };
             let header = msg.header();
@@ -307,24 +335,104 @@ impl Manager {
                 continue;
             };
             pending -= 1;
-            match header.message_type() {
-                MessageType::MethodReturn => {
-                    let body = msg.body();
-                    let value: zbus::zvariant::Value<'_> = body
-                        .deserialize()
-                        .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
-                    out[idx] = value.try_into_owned().ok();
-                }
+            let method = calls[idx].1;
+            out[idx] = Some(match header.message_type() {
+                MessageType::MethodReturn => Ok(msg.clone()),
                 _ => {
-                    let err = zbus::Error::from(msg.clone());
-                    let mapped = SystemdError::from_call(self.scope, "Get", err);
+                    let mapped =
+                        SystemdError::from_call(self.scope, method, zbus::Error::from(msg.clone()));
                     if mapped.is_fatal_for_reads() {
                         return Err(mapped);
                     }
+                    Err(mapped)
                 }
+            });
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(SystemdError::Call {
+                        scope: self.scope,
+                        method: "reply",
+                        detail: "no reply".into(),
+                    })
+                })
+            })
+            .collect())
+    }
+
+    fn get_call(&self, req: &PropertyRequest<'_>) -> Result<(Message, &'static str), SystemdError> {
+        Message::method_call(req.path, "Get")
+            .and_then(|b| b.destination(DESTINATION))
+            .and_then(|b| b.interface(PROPERTIES_IFACE))
+            .and_then(|b| b.build(&(req.interface.name(), req.name)))
+            .map(|m| (m, "Get"))
+            .map_err(|e| SystemdError::from_call(self.scope, "Get", e))
+    }
+
+    fn value_of(reply: Result<Message, SystemdError>) -> Option<OwnedValue> {
+        let msg = reply.ok()?;
+        let body = msg.body();
+        let value: zbus::zvariant::Value<'_> = body.deserialize().ok()?;
+        value.try_into_owned().ok()
+    }
+
+    /// Fetch several properties in one round trip. Each answer is `None` when that property
+    /// could not be read (e.g. the object went away), so one missing value does not void the
+    /// others.
+    pub fn get_many(
+        &self,
+        requests: &[PropertyRequest<'_>],
+    ) -> Result<Vec<Option<OwnedValue>>, SystemdError> {
+        let calls = requests
+            .iter()
+            .map(|r| self.get_call(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self
+            .pipeline(&calls)?
+            .into_iter()
+            .map(Manager::value_of)
+            .collect())
+    }
+
+    /// `ListUnitsByNames(names)` and, in the same round trip, the service properties `props`
+    /// of each unit (`names.len() * props.len()` values, unit by unit). The Gets go to the
+    /// units' well-known object paths; the manager answers in order, so the list call has
+    /// loaded every unit before the first Get arrives.
+    pub fn units_with_properties(
+        &self,
+        names: &[&str],
+        props: &[&str],
+    ) -> Result<(Vec<UnitInfo>, Vec<Option<OwnedValue>>), SystemdError> {
+        let list = Message::method_call(MANAGER_PATH, "ListUnitsByNames")
+            .and_then(|b| b.destination(DESTINATION))
+            .and_then(|b| b.interface(MANAGER_IFACE))
+            .and_then(|b| b.build(&(names,)))
+            .map_err(|e| SystemdError::from_call(self.scope, "ListUnitsByNames", e))?;
+        let paths: Vec<String> = names.iter().map(|n| unit_path(n)).collect();
+        let mut calls = vec![(list, "ListUnitsByNames")];
+        for path in &paths {
+            for name in props {
+                calls.push(self.get_call(&PropertyRequest {
+                    path,
+                    interface: PropertyInterface::Service,
+                    name,
+                })?);
             }
         }
-        Ok(out)
+        let mut replies = self.pipeline(&calls)?.into_iter();
+        let list = replies.next().ok_or_else(|| SystemdError::Call {
+            scope: self.scope,
+            method: "ListUnitsByNames",
+            detail: "no reply".into(),
+        })??;
+        let raw: Vec<RawUnitInfo> = list
+            .body()
+            .deserialize()
+            .map_err(|e| SystemdError::from_call(self.scope, "ListUnitsByNames", e))?;
+        let infos = raw.into_iter().map(UnitInfo::from_wire).collect();
+        Ok((infos, replies.map(Manager::value_of).collect()))
     }
 
     /// The states of one service unit that explain why it is (not) running.

@@ -74,21 +74,7 @@ pub struct UnitInfo {
 }
 
 impl UnitInfo {
-    #[allow(clippy::type_complexity)]
-    pub(super) fn from_wire(
-        raw: (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        ),
-    ) -> UnitInfo {
+    pub(super) fn from_wire(raw: super::RawUnitInfo) -> UnitInfo {
         let (name, _description, load_state, active, sub_state, _following, path, job_id, ..) = raw;
         UnitInfo {
             name,
