@@ -46,6 +46,9 @@ struct Args {
     /// Ignore SIGTERM (systemd then needs SIGKILL after its stop timeout).
     #[arg(long)]
     ignore_sigterm: bool,
+    /// Write the time the port opened (microseconds since the Unix epoch) to this file.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
     /// Run as a child of another stand-in (internal).
     #[arg(long, hide = true)]
     child: bool,
@@ -80,6 +83,12 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        if let Some(file) = &args.ready_file {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            let _ = std::fs::write(file, now.to_string());
+        }
         let hang = Arc::clone(&hang);
         let path = args.path.clone();
         std::thread::spawn(move || serve(&listener, &path, &hang));

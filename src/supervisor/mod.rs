@@ -20,7 +20,7 @@ use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
 use log::Priority;
 
 /// How often probes run while the stack is starting.
-const START_POLL: Duration = Duration::from_millis(100);
+const START_POLL: Duration = Duration::from_millis(50);
 /// Default ceiling for a start that keeps progressing past `TimeoutStartSec=`.
 const DEFAULT_START_LIMIT: Duration = Duration::from_secs(600);
 /// The longest back-off between two restarts of the same component.

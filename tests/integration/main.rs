@@ -1,5 +1,6 @@
 //! Integration tests: the real binaries against a real, private systemd user manager.
 
+mod bench;
 mod control;
 mod harness;
 mod status;
