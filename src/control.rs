@@ -139,35 +139,38 @@ impl Stack {
         Ok(self.mgr.events(&paths)?)
     }
 
-    /// Clear earlier failures so that this start is judged on its own, and a unit that hit
-    /// its start limit gets another chance (an operator running `start` means "try again").
-    fn reset_failed(&self) -> Result<(), Error> {
-        let names: Vec<&str> = std::iter::once(TARGET)
-            .chain(self.services.iter().map(|u| u.name))
-            .collect();
-        for info in self.mgr.list_units_by_names(&names)? {
-            if info.active_state == ActiveState::Failed {
-                self.mgr.reset_failed_unit(&info.name)?;
-            }
+    /// Clear earlier failures and start-limit counters, so that this start is judged on its
+    /// own and a unit that hit its start limit gets another chance: an operator who runs
+    /// `start` or `restart` means "try again". The limit still stops automatic restart loops
+    /// (systemd's and the supervisor's), which is what it is for.
+    fn reset_failed(&self, units: &[&str]) -> Result<(), Error> {
+        for unit in units {
+            self.mgr.reset_failed_unit(unit)?;
         }
         Ok(())
     }
 
+    fn all_names(&self) -> Vec<&'static str> {
+        std::iter::once(TARGET)
+            .chain(self.services.iter().map(|u| u.name))
+            .collect()
+    }
+
     /// Start the target and wait until the supervisor reports the stack ready.
     pub fn start(&self, progress: &mut Progress) -> Result<Outcome, Error> {
-        let mut events = self.events()?;
-        self.reset_failed()?;
+        let events = self.events()?;
+        self.reset_failed(&self.all_names())?;
         let job = self.mgr.start_unit(TARGET)?;
-        self.wait_ready(&mut events, &job, "Starting", progress)?;
+        self.wait_ready(&events, &job, "Starting", progress)?;
         Ok(Outcome::Started)
     }
 
     /// Restart every unit of the stack, supervisor included, and wait until ready again.
     pub fn restart(&self, progress: &mut Progress) -> Result<Outcome, Error> {
-        let mut events = self.events()?;
-        self.reset_failed()?;
+        let events = self.events()?;
+        self.reset_failed(&self.all_names())?;
         let job = self.mgr.restart_unit(TARGET)?;
-        self.wait_ready(&mut events, &job, "Restarting", progress)?;
+        self.wait_ready(&events, &job, "Restarting", progress)?;
         Ok(Outcome::Restarted)
     }
 
@@ -182,17 +185,15 @@ impl Stack {
             .iter()
             .find(|u| u.component == Some(component))
             .ok_or_else(|| Error::NotAsAsked(format!("{} is not loaded", component.unit())))?;
-        let mut events = self.events()?;
-        if self.mgr.service_state(unit.path.as_str())?.active_state == ActiveState::Failed {
-            self.mgr.reset_failed_unit(unit.name)?;
-        }
+        let events = self.events()?;
+        self.reset_failed(&[unit.name])?;
         let job = self.mgr.restart_unit(unit.name)?;
         progress.show(&format!(
             "Restarting {} ({})…",
             component.title(),
             component
         ));
-        let result = self.wait_job(&mut events, &job, std::slice::from_ref(unit))?;
+        let result = self.wait_job(&events, &job, std::slice::from_ref(unit))?;
         let state = self.mgr.service_state(unit.path.as_str())?;
         if state.active_state == ActiveState::Active {
             self.wait_serving(std::slice::from_ref(unit), "Restarting", progress)?;
@@ -214,7 +215,7 @@ impl Stack {
     /// result. A failure of a watched unit ends the wait early with that unit's error.
     fn wait_job(
         &self,
-        events: &mut Events,
+        events: &Events,
         job: &OwnedObjectPath,
         watched: &[StackUnit],
     ) -> Result<String, Error> {
@@ -259,7 +260,7 @@ impl Stack {
     /// stack whose supervisor was already up (a start that only brought back one component).
     fn wait_ready(
         &self,
-        events: &mut Events,
+        events: &Events,
         job: &OwnedObjectPath,
         verb: &str,
         progress: &mut Progress,
@@ -390,7 +391,7 @@ impl Stack {
         let names: Vec<&str> = std::iter::once(TARGET)
             .chain(self.services.iter().map(|u| u.name))
             .collect();
-        let mut events = self.events()?;
+        let events = self.events()?;
         let before = self.mgr.list_units_by_names(&names)?;
         if before
             .iter()

@@ -114,6 +114,15 @@ impl ProcReader {
         Sample::Value((now - started).max(0.0))
     }
 
+    /// The run state of `pid` (`T` when stopped by a signal); see `proc(5)`.
+    pub fn run_state(&mut self, pid: u32) -> Sample<char> {
+        match self.parsed(pid, "stat", parse::stat) {
+            Sample::Value(s) => Sample::Value(s.state),
+            Sample::Gone => Sample::Gone,
+            Sample::Unreadable => Sample::Unreadable,
+        }
+    }
+
     /// The cgroup `pid` is in (as systemd's `ControlGroup` names it).
     pub fn cgroup_path(&mut self, pid: u32) -> Sample<String> {
         self.parsed(pid, "cgroup", |b| parse::proc_cgroup_path(b).ok_or(()))

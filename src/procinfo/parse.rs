@@ -27,6 +27,8 @@ pub struct StatFields {
     pub start_ticks: u64,
     /// Resident set size, in pages.
     pub rss_pages: u64,
+    /// Run state: `R`, `S`, `D`, `T` (stopped), `Z` (zombie), ...
+    pub state: char,
 }
 
 /// Parse `/proc/<pid>/stat`. The command name may hold spaces and parentheses; the parser
@@ -36,6 +38,7 @@ pub fn stat(bytes: &[u8]) -> Result<StatFields, ParseError> {
     Ok(StatFields {
         start_ticks: s.starttime,
         rss_pages: s.rss,
+        state: s.state,
     })
 }
 
@@ -136,9 +139,11 @@ mod tests {
             s,
             StatFields {
                 start_ticks: 424_242,
-                rss_pages: 250
+                rss_pages: 250,
+                state: 'S',
             }
         );
+        assert_eq!(stat(&data("sleep.stat")).unwrap().state, 'S');
     }
 
     #[test]

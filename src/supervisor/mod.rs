@@ -16,6 +16,7 @@ use zbus::zvariant::OwnedObjectPath;
 
 use crate::component::Component;
 use crate::probe::{self, ProbeSettings, SettingError};
+use crate::procinfo::{ProcReader, Sample};
 use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
 use log::Priority;
 
@@ -148,6 +149,7 @@ struct Supervisor {
     watchdog: Option<Duration>,
     start_limit: Duration,
     status: String,
+    procs: ProcReader,
 }
 
 impl Supervisor {
@@ -190,8 +192,15 @@ impl Supervisor {
         }
         let (tx, rx) = mpsc::channel();
         let paths: Vec<&str> = watched.iter().map(|w| w.path.as_str()).collect();
-        let events = mgr.events(&paths)?;
-        spawn_event_thread(events, tx.clone());
+        let events_tx = tx.clone();
+        mgr.watch(&paths, move |event| {
+            let msg = match event {
+                Ok(Event::UnitChanged { path }) => Msg::Unit(path),
+                Ok(Event::JobRemoved { .. }) => return true,
+                Err(e) => Msg::BusLost(e.to_string()),
+            };
+            events_tx.send(msg).is_ok()
+        })?;
         spawn_signal_thread(tx)?;
         let mut usec = 0;
         let watchdog =
@@ -203,6 +212,7 @@ impl Supervisor {
             watchdog,
             start_limit,
             status: String::new(),
+            procs: ProcReader::new("/proc"),
         })
     }
 
@@ -394,7 +404,18 @@ impl Supervisor {
             return;
         }
         w.next_probe = now + p.interval;
-        match probe::check(&p.target, p.timeout) {
+        // A process stopped by a signal still has its port open (the kernel completes TCP
+        // handshakes into the backlog), so a connect probe alone would call it serving.
+        let stopped = w.main_pid > 0 && self.procs.run_state(w.main_pid) == Sample::Value('T');
+        let outcome = if stopped {
+            Err(format!(
+                "its main process {} is stopped (SIGSTOP)",
+                w.main_pid
+            ))
+        } else {
+            probe::check(&p.target, p.timeout)
+        };
+        match outcome {
             Ok(()) => {
                 if !w.serving {
                     log::log(
@@ -489,20 +510,6 @@ impl Supervisor {
             problems.join(", ")
         )
     }
-}
-
-fn spawn_event_thread(mut events: crate::systemd::Events, tx: Sender<Msg>) {
-    std::thread::spawn(move || loop {
-        let msg = match events.next_event() {
-            Ok(Event::UnitChanged { path }) => Msg::Unit(path),
-            Ok(Event::JobRemoved { .. }) => continue,
-            Err(e) => Msg::BusLost(e.to_string()),
-        };
-        let lost = matches!(msg, Msg::BusLost(_));
-        if tx.send(msg).is_err() || lost {
-            return;
-        }
-    });
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {

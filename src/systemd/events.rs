@@ -1,5 +1,7 @@
 //! Job and unit signals, as a blocking iterator of [`Event`]s.
 
+use std::sync::mpsc::{self, Receiver};
+
 use zbus::blocking::{fdo::DBusProxy, Connection, MessageIterator};
 use zbus::message::Type as MessageType;
 use zbus::zvariant::OwnedObjectPath;
@@ -28,9 +30,13 @@ pub enum Event {
 }
 
 /// Signals from the manager, received from the moment this was created.
+///
+/// A thread reads the connection's messages and forwards the relevant signals. It must: zbus
+/// stops reading the socket while any message stream of the connection is full, so a stream
+/// that is read only between other calls (whose replies also land in it) would, after a few
+/// hundred messages, stop the whole connection.
 pub struct Events {
-    iter: MessageIterator,
-    scope: Scope,
+    rx: Receiver<Result<Event, SystemdError>>,
 }
 
 impl Events {
@@ -39,84 +45,113 @@ impl Events {
         scope: Scope,
         unit_paths: &[&str],
     ) -> Result<Events, SystemdError> {
-        // The iterator exists before the match rules and the subscription, so nothing sent
-        // after them can be missed.
-        let iter = MessageIterator::from(conn);
-        let call_err = |method| move |e: zbus::Error| SystemdError::from_call(scope, method, e);
-        let dbus = DBusProxy::new(conn).map_err(call_err("AddMatch"))?;
-        let mut rules = vec![MatchRule::builder()
-            .msg_type(MessageType::Signal)
-            .sender(DESTINATION)
-            .and_then(|b| b.interface(MANAGER_IFACE))
-            .and_then(|b| b.member("JobRemoved"))
-            .map(|b| b.build())
-            .map_err(call_err("AddMatch"))?];
-        for path in unit_paths {
-            rules.push(
-                MatchRule::builder()
-                    .msg_type(MessageType::Signal)
-                    .sender(DESTINATION)
-                    .and_then(|b| b.path(*path))
-                    .and_then(|b| b.interface(PROPERTIES_IFACE))
-                    .and_then(|b| b.member("PropertiesChanged"))
-                    .map(|b| b.build())
-                    .map_err(call_err("AddMatch"))?,
-            );
-        }
-        for rule in rules {
-            dbus.add_match_rule(rule)
-                .map_err(|e| SystemdError::from_call(scope, "AddMatch", e.into()))?;
-        }
-        conn.call_method(
-            Some(DESTINATION),
-            MANAGER_PATH,
-            Some(MANAGER_IFACE),
-            "Subscribe",
-            &(),
-        )
-        .map_err(call_err("Subscribe"))?;
-        Ok(Events { iter, scope })
+        let (tx, rx) = mpsc::channel();
+        forward(conn, scope, unit_paths, move |e| tx.send(e).is_ok())?;
+        Ok(Events { rx })
     }
 
     /// Block until the next relevant signal.
-    pub fn next_event(&mut self) -> Result<Event, SystemdError> {
-        loop {
-            let msg = match self.iter.next() {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(SystemdError::from_call(self.scope, "signal", e)),
-                None => {
-                    return Err(SystemdError::Unreachable {
-                        scope: self.scope,
-                        address: self.scope.bus_address(),
-                        reason: "the bus connection closed".to_owned(),
-                    })
-                }
+    pub fn next_event(&self) -> Result<Event, SystemdError> {
+        self.rx.recv().unwrap_or_else(|_| {
+            Err(SystemdError::Unreachable {
+                scope: Scope::User,
+                address: String::new(),
+                reason: "the signal reader stopped".to_owned(),
+            })
+        })
+    }
+}
+
+/// Register for job and unit signals about `unit_paths`, then hand each to `sink` from a
+/// thread of its own until `sink` returns `false` or the connection fails (the error is the
+/// last thing handed over).
+pub(super) fn forward(
+    conn: &Connection,
+    scope: Scope,
+    unit_paths: &[&str],
+    mut sink: impl FnMut(Result<Event, SystemdError>) -> bool + Send + 'static,
+) -> Result<(), SystemdError> {
+    // The iterator exists before the match rules and the subscription, so nothing sent
+    // after them can be missed.
+    let mut iter = MessageIterator::from(conn);
+    let call_err = |method| move |e: zbus::Error| SystemdError::from_call(scope, method, e);
+    let dbus = DBusProxy::new(conn).map_err(call_err("AddMatch"))?;
+    let mut rules = vec![MatchRule::builder()
+        .msg_type(MessageType::Signal)
+        .sender(DESTINATION)
+        .and_then(|b| b.interface(MANAGER_IFACE))
+        .and_then(|b| b.member("JobRemoved"))
+        .map(|b| b.build())
+        .map_err(call_err("AddMatch"))?];
+    for path in unit_paths {
+        rules.push(
+            MatchRule::builder()
+                .msg_type(MessageType::Signal)
+                .sender(DESTINATION)
+                .and_then(|b| b.path(*path))
+                .and_then(|b| b.interface(PROPERTIES_IFACE))
+                .and_then(|b| b.member("PropertiesChanged"))
+                .map(|b| b.build())
+                .map_err(call_err("AddMatch"))?,
+        );
+    }
+    for rule in rules {
+        dbus.add_match_rule(rule)
+            .map_err(|e| SystemdError::from_call(scope, "AddMatch", e.into()))?;
+    }
+    conn.call_method(
+        Some(DESTINATION),
+        MANAGER_PATH,
+        Some(MANAGER_IFACE),
+        "Subscribe",
+        &(),
+    )
+    .map_err(call_err("Subscribe"))?;
+    std::thread::Builder::new()
+        .name("systemd-signals".into())
+        .stack_size(256 * 1024)
+        .spawn(move || loop {
+            let event = match iter.next() {
+                Some(Ok(msg)) => match to_event(&msg) {
+                    Some(e) => Ok(e),
+                    None => continue,
+                },
+                Some(Err(e)) => Err(SystemdError::from_call(scope, "signal", e)),
+                None => Err(SystemdError::Unreachable {
+                    scope,
+                    address: scope.bus_address(),
+                    reason: "the bus connection closed".to_owned(),
+                }),
             };
-            let header = msg.header();
-            if header.message_type() != MessageType::Signal {
-                continue;
+            let last = event.is_err();
+            if !sink(event) || last {
+                return;
             }
-            let (Some(iface), Some(member)) = (header.interface(), header.member()) else {
-                continue;
-            };
-            match (iface.as_str(), member.as_str()) {
-                (MANAGER_IFACE, "JobRemoved") => {
-                    if let Ok((_id, job, unit, result)) =
-                        msg.body()
-                            .deserialize::<(u32, OwnedObjectPath, String, String)>()
-                    {
-                        return Ok(Event::JobRemoved { job, unit, result });
-                    }
-                }
-                (PROPERTIES_IFACE, "PropertiesChanged") => {
-                    if let Some(path) = header.path() {
-                        return Ok(Event::UnitChanged {
-                            path: path.to_owned().into(),
-                        });
-                    }
-                }
-                _ => {}
-            }
+        })
+        .map_err(|e| SystemdError::Call {
+            scope,
+            method: "Subscribe",
+            detail: format!("cannot start the signal reader: {e}"),
+        })?;
+    Ok(())
+}
+
+fn to_event(msg: &zbus::Message) -> Option<Event> {
+    let header = msg.header();
+    if header.message_type() != MessageType::Signal {
+        return None;
+    }
+    match (header.interface()?.as_str(), header.member()?.as_str()) {
+        (MANAGER_IFACE, "JobRemoved") => {
+            let (_id, job, unit, result) = msg
+                .body()
+                .deserialize::<(u32, OwnedObjectPath, String, String)>()
+                .ok()?;
+            Some(Event::JobRemoved { job, unit, result })
         }
+        (PROPERTIES_IFACE, "PropertiesChanged") => Some(Event::UnitChanged {
+            path: header.path()?.to_owned().into(),
+        }),
+        _ => None,
     }
 }

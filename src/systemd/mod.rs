@@ -187,12 +187,12 @@ impl Manager {
     /// Connect to the manager of `scope` on the bus at `address` (a D-Bus address string).
     pub fn connect_to(scope: Scope, address: String) -> Result<Manager, SystemdError> {
         let unreachable = |source: zbus::Error| SystemdError::from_connect(scope, &address, source);
-        let builder = zbus::blocking::connection::Builder::address(address.as_str())
-            .map_err(unreachable)?
-            // Signals and replies share one queue while we wait for jobs; a deep queue means a
-            // burst of unit changes cannot push a JobRemoved out of it.
-            .max_queued(16 * 1024);
-        let conn = builder.build().map_err(unreachable)?;
+        // zbus's default queue depth (64) is kept: every message stream is drained by a
+        // reader (see `Events`), so depth buys nothing, and in the supervisor every slot of
+        // the ring would end up resident.
+        let conn = zbus::blocking::connection::Builder::address(address.as_str())
+            .and_then(zbus::blocking::connection::Builder::build)
+            .map_err(unreachable)?;
         Ok(Manager {
             conn,
             scope,
@@ -469,5 +469,15 @@ impl Manager {
     /// enqueueing a job, or its `JobRemoved` may be gone before anyone listens.
     pub fn events(&self, unit_paths: &[&str]) -> Result<Events, SystemdError> {
         Events::new(&self.conn, self.scope, unit_paths)
+    }
+
+    /// Like [`Manager::events`], but each event goes to `sink`, from a thread of its own, until
+    /// `sink` returns `false`; for daemons that wait on several sources at once.
+    pub fn watch(
+        &self,
+        unit_paths: &[&str],
+        sink: impl FnMut(Result<Event, SystemdError>) -> bool + Send + 'static,
+    ) -> Result<(), SystemdError> {
+        events::forward(&self.conn, self.scope, unit_paths, sink)
     }
 }

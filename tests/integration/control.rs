@@ -227,3 +227,18 @@ fn start_times_out_naming_the_component_that_does_not_serve() {
         .stderr_has("Server Supervisor")
         .stderr_has("ps not answering");
 }
+
+/// Regression: the signal stream used to be read only between other calls, whose replies
+/// also landed in it; after ~250 messages zbus stopped reading the socket and `restart`
+/// hung for good while it polled a component that was slow to open its port.
+#[test]
+fn a_long_wait_for_a_slow_component_does_not_stall_the_connection() {
+    let sb = Sandbox::with(Options::default().arg(Component::Image, "--start-delay 3"));
+    sb.run(&["start"]).code(0);
+    let t = std::time::Instant::now();
+    sb.run(&["restart", "is"]).code(0);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(3),
+        "restart returned before is served"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod control;
+mod faults;
 mod harness;
 mod status;
 mod supervisor;
