@@ -68,8 +68,10 @@ install -m 0755 "$from/imageserving-supervisor" "$destdir$libexecdir/imageservin
 for unit in "$here"/units/*.service "$here"/units/*.target; do
     name=$(basename "$unit")
     if [ "$user" = 1 ]; then
-        # A user manager has no multi-user.target; default.target is its equivalent.
-        sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' "$unit"
+        # A user manager has no multi-user.target (default.target is its equivalent) and
+        # runs every unit as its own user (no User=/Group=).
+        sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' \
+            -e '/^User=/d' -e '/^Group=/d' "$unit"
     else
         sed -e "s|@LIBEXECDIR@|$libexecdir|g" "$unit"
     fi >"$destdir$unit_dir/$name.tmp"

@@ -100,6 +100,17 @@ ExecStart=$bin/imageserving-standin --port $port --path $path --start-delay 1 --
 Environment=IMAGESERVING_PROBE=$probe
 CONF
 done
+# The stand-ins (and, with a private manager, the bus socket and the supervisor) may live
+# under /tmp, which the units' PrivateTmp= hides; a manager that is not PID 1 here cannot
+# remount /proc for ProtectKernelTunables=/ProtectKernelLogs=. Every other restriction stays.
+for unit in supervisor platform image svg; do
+    d="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user/imageserving-$unit.service.d"
+    mkdir -p "$d"
+    {
+        printf '# Demo: paths under /tmp stay visible.\n[Service]\nPrivateTmp=no\n'
+        [ -f "$demo/env.sh" ] && printf 'ProtectKernelTunables=no\nProtectKernelLogs=no\n'
+    } >"$d/40-demo.conf"
+done
 busctl --user call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Reload
 
 IS="$HOME/.local/bin/ImageServing"

@@ -226,6 +226,20 @@ impl Sandbox {
                 ),
             );
         }
+        // Three restrictions of the units cannot hold in this sandbox; every other one stays
+        // on, so the tests run the hardened units:
+        // - PrivateTmp= hides /tmp, where the sandbox (its bus socket, its installed binaries)
+        //   and maybe the checkout live; ProtectSystem=strict would keep the stand-ins from
+        //   writing their ready files, hence the ReadWritePaths=;
+        // - ProtectKernelTunables= and ProtectKernelLogs= need to remount parts of /proc, which
+        //   a manager that is not PID 1 on these machines cannot (status 226/NAMESPACE).
+        let paths = format!(
+            "[Service]\nPrivateTmp=no\nReadWritePaths=-{}\nProtectKernelTunables=no\nProtectKernelLogs=no\n",
+            self.root.display()
+        );
+        for unit in imageserving::component::stack_units() {
+            self.dropin(unit, "40-sandbox-paths", &paths);
+        }
         if !opts.supervisor.is_empty() {
             self.dropin(
                 imageserving::component::SUPERVISOR,

@@ -3,6 +3,7 @@
 mod bench;
 mod control;
 mod faults;
+mod hardening;
 mod harness;
 mod status;
 mod supervisor;
