@@ -3,7 +3,7 @@
 # with the supervisor's path filled in. Used by hand, by the tests and by the packages.
 #
 #   packaging/install.sh [--user] [--prefix DIR] [--unit-dir DIR] [--destdir DIR]
-#                        [--from DIR] [--no-reload]
+#                        [--from DIR] [--units-only] [--no-reload]
 set -eu
 
 usage() {
@@ -19,6 +19,7 @@ Install the ImageServing command, the Server Supervisor and the systemd units.
   --unit-dir DIR   where units go (default /etc/systemd/system, or the user unit dir)
   --destdir DIR    stage everything under DIR (for packages); implies --no-reload
   --from DIR       where the built binaries are (default: target/release of this tree)
+  --units-only     install the units only (their paths still point at --prefix)
   --no-reload      do not ask the manager to reload its units afterwards
   -h, --help       this text
 USAGE
@@ -27,7 +28,7 @@ USAGE
 die() { echo "install.sh: $*" >&2; exit 2; }
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-user=0 prefix="" unit_dir="" destdir="" from="$here/target/release" reload=1
+user=0 prefix="" unit_dir="" destdir="" from="$here/target/release" reload=1 units_only=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --user) user=1 ;;
@@ -36,6 +37,7 @@ while [ $# -gt 0 ]; do
         --destdir) [ $# -ge 2 ] || die "--destdir needs a directory"; destdir=$2; reload=0; shift ;;
         --from) [ $# -ge 2 ] || die "--from needs a directory"; from=$2; shift ;;
         --no-reload) reload=0 ;;
+        --units-only) units_only=1 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option '$1'; see --help" ;;
     esac
@@ -54,16 +56,18 @@ else
 fi
 case "$prefix" in /*) ;; *) die "--prefix must be an absolute path" ;; esac
 
-for bin in ImageServing imageserving-supervisor; do
-    [ -x "$from/$bin" ] || die "$from/$bin not found: build it first with 'cargo build --release'"
-done
-
 bindir="$prefix/bin"
 libexecdir="$prefix/libexec/imageserving"
-install -d "$destdir$bindir" "$destdir$libexecdir" "$destdir$unit_dir"
-install -m 0755 "$from/ImageServing" "$destdir$bindir/ImageServing"
-ln -sf ImageServing "$destdir$bindir/imageserving"
-install -m 0755 "$from/imageserving-supervisor" "$destdir$libexecdir/imageserving-supervisor"
+if [ "$units_only" = 0 ]; then
+    for bin in ImageServing imageserving-supervisor; do
+        [ -x "$from/$bin" ] || die "$from/$bin not found: build it first with 'cargo build --release'"
+    done
+    install -d "$destdir$bindir" "$destdir$libexecdir"
+    install -m 0755 "$from/ImageServing" "$destdir$bindir/ImageServing"
+    ln -sf ImageServing "$destdir$bindir/imageserving"
+    install -m 0755 "$from/imageserving-supervisor" "$destdir$libexecdir/imageserving-supervisor"
+fi
+install -d "$destdir$unit_dir"
 
 for unit in "$here"/units/*.service "$here"/units/*.target; do
     name=$(basename "$unit")
@@ -79,7 +83,11 @@ for unit in "$here"/units/*.service "$here"/units/*.target; do
     mv "$destdir$unit_dir/$name.tmp" "$destdir$unit_dir/$name"
 done
 
-echo "installed ImageServing to $destdir$bindir, the supervisor to $destdir$libexecdir, units to $destdir$unit_dir"
+if [ "$units_only" = 0 ]; then
+    echo "installed ImageServing to $destdir$bindir, the supervisor to $destdir$libexecdir, units to $destdir$unit_dir"
+else
+    echo "installed the units to $destdir$unit_dir"
+fi
 if [ "$reload" = 1 ]; then
     if systemctl "$scope" daemon-reload 2>/dev/null; then
         echo "reloaded the $scope manager; start the stack with: ImageServing${user:+}$( [ "$user" = 1 ] && echo ' --user') start"

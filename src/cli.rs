@@ -12,7 +12,7 @@ use crate::systemd::Scope;
 /// Control the Image Serving stack: the Server Supervisor, the Platform Server (ps), the Image
 /// Server (is) and the SVG server (svg), run as systemd units under imageserving.target.
 #[derive(Debug, Parser)]
-#[command(name = "ImageServing", version, about, long_about = None)]
+#[command(name = "ImageServing", version)]
 #[command(after_help = "Components: ps (platform), is (image), svg.\n\
 Exit codes: 0 success; 1 failure; 2 bad arguments; 4 permission denied; 5 not installed.\n\
 status: 0 running; 3 not running; 4 state unknown.")]
@@ -51,6 +51,11 @@ enum CommandArgs {
         #[arg(long)]
         pss: bool,
     },
+}
+
+/// The command-line definition, for generating the man page and shell completions.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
 }
 
 /// What the operator asked for, in the crate's own terms.
