@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use clap_complete::Shell;
 
 fn main() -> std::io::Result<()> {
-    let out = PathBuf::from(std::env::args_os().nth(1).unwrap_or_else(|| "target/assets".into()));
+    let out = PathBuf::from(
+        std::env::args_os()
+            .nth(1)
+            .unwrap_or_else(|| "target/assets".into()),
+    );
     std::fs::create_dir_all(&out)?;
     let mut cmd = imageserving::cli::command();
     clap_mangen::generate_to(cmd.clone(), &out)?;

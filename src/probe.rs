@@ -350,4 +350,24 @@ mod tests {
         assert!(parse_status_line(b"SSH-2.0-OpenSSH").is_err());
         assert!(parse_status_line(&[0xff, 0xfe]).is_err());
     }
+
+    // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
+    proptest::proptest! {
+        #[test]
+        fn fuzz_settings_never_panic(kvs in proptest::collection::vec("(IMAGESERVING_PROBE[A-Z_]*=)?.{0,40}", 0..6)) {
+            let _ = ProbeSettings::from_environment("u", &kvs);
+        }
+
+        #[test]
+        fn fuzz_valid_targets_round_trip(
+            host in "[a-z][a-z0-9.-]{0,20}",
+            port in 1u16..,
+            path in "(/[a-zA-Z0-9._~-]{0,10}){1,3}",
+            http in proptest::prelude::any::<bool>(),
+        ) {
+            let text = if http { format!("http://{host}:{port}{path}") } else { format!("tcp://{host}:{port}") };
+            let target = parse_target(&text).unwrap();
+            proptest::prop_assert_eq!(target.to_string(), text);
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Pure parsers of procfs files (`proc(5)`): text in, numbers out, no I/O. Tested on files
 //! captured from real processes in `tests/data/proc/`.
 
-use procfs::{FromBufRead, FromRead};
+use procfs::FromBufRead;
 
 /// A procfs file that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,13 +32,43 @@ pub struct StatFields {
 }
 
 /// Parse `/proc/<pid>/stat`. The command name may hold spaces and parentheses; the parser
-/// splits at the *last* `)`.
+/// splits at the *last* `)`. (Our own parser: procfs-core's panics on some malformed input,
+/// which the fuzzer found; see `stat_that_once_panicked`.)
 pub fn stat(bytes: &[u8]) -> Result<StatFields, ParseError> {
-    let s = procfs::process::Stat::from_read(bytes).map_err(|e| err("stat", e))?;
+    let open = bytes
+        .iter()
+        .position(|&b| b == b'(')
+        .ok_or_else(|| err("stat", "no '('"))?;
+    let close = bytes
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or_else(|| err("stat", "no ')'"))?;
+    if close < open {
+        return Err(err("stat", "')' before '('"));
+    }
+    let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|e| err("stat", e))?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields
+        .next()
+        .and_then(|f| f.chars().next())
+        .ok_or_else(|| err("stat", "no state"))?;
+    // After the state come ppid (field 4 of proc(5)) onwards: starttime is field 22 and rss
+    // field 24, so the 19th and 21st of these.
+    let rest: Vec<&str> = fields.collect();
+    let field = |n: usize, name: &str| -> Result<&str, ParseError> {
+        rest.get(n - 4)
+            .copied()
+            .ok_or_else(|| err("stat", format!("no field {n} ({name})")))
+    };
+    let start_ticks = field(22, "starttime")?
+        .parse()
+        .map_err(|e| err("stat", e))?;
+    // rss is signed in the kernel's format; a negative value is nonsense, read as 0.
+    let rss: i64 = field(24, "rss")?.parse().map_err(|e| err("stat", e))?;
     Ok(StatFields {
-        start_ticks: s.starttime,
-        rss_pages: s.rss,
-        state: s.state,
+        start_ticks,
+        rss_pages: u64::try_from(rss).unwrap_or(0),
+        state,
     })
 }
 
@@ -146,6 +176,21 @@ mod tests {
         assert_eq!(stat(&data("sleep.stat")).unwrap().state, 'S');
     }
 
+    /// Regression: procfs-core's stat parser panicked on these (found by the fuzzer).
+    #[test]
+    fn stat_that_once_panicked() {
+        for bad in [
+            &b"(a) S"[..],
+            b")(",
+            b"1 (\xc3\xa9)\xc3\xa9 S",
+            b"1 ()",
+            b"(",
+            b"1 (a)",
+        ] {
+            assert!(stat(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn status_rss_matches_statm() {
         let rss = status_vm_rss(&data("python64m.status")).unwrap().unwrap();
@@ -206,5 +251,56 @@ mod tests {
             350_735.47
         );
         assert_eq!(cgroup_procs(b"1\n22\n\n333\n"), vec![1, 22, 333]);
+    }
+
+    // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
+    proptest::proptest! {
+        #[test]
+        fn fuzz_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
+            let _ = stat(&bytes);
+            let _ = statm_resident_pages(&bytes);
+            let _ = status_vm_rss(&bytes);
+            let _ = smaps_rollup_pss(&bytes);
+            let _ = uptime_seconds(&bytes);
+            let _ = cgroup_procs(&bytes);
+            let _ = proc_cgroup_path(&bytes);
+        }
+
+        /// Captured files, cut short and with bytes changed: closer to real input than noise.
+        #[test]
+        fn fuzz_mutated_captures_never_panic(
+            file in proptest::sample::select(vec!["python64m.stat", "python64m.statm", "python64m.status", "python64m.smaps_rollup", "sleep.status", "uptime"]),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 0..8),
+        ) {
+            let mut bytes = data(file);
+            bytes.truncate(cut.index(bytes.len() + 1));
+            for (at, b) in edits {
+                if !bytes.is_empty() {
+                    let i = at.index(bytes.len());
+                    bytes[i] = b;
+                }
+            }
+            let _ = stat(&bytes);
+            let _ = statm_resident_pages(&bytes);
+            let _ = status_vm_rss(&bytes);
+            let _ = smaps_rollup_pss(&bytes);
+            let _ = uptime_seconds(&bytes);
+        }
+
+        #[test]
+        fn fuzz_stat_takes_any_command_name(
+            name in "[^\\x00-\\x1f]{0,15}",
+            start in proptest::prelude::any::<u64>(),
+            rss in proptest::prelude::any::<u32>(),
+        ) {
+            let line = format!(
+                "42 ({name}) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 1000000 {rss} 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+            );
+            let s = stat(line.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(s.start_ticks, start);
+            proptest::prop_assert_eq!(s.rss_pages, u64::from(rss));
+            proptest::prop_assert_eq!(s.state, 'S');
+        }
     }
 }

@@ -439,14 +439,13 @@ fn bench() {
     drop(sb);
 
     // 4. start readiness latency: ps opens its port 1 s after its process starts.
-    let ready =
-        std::env::temp_dir().join(format!("imageserving-bench-ready-{}", std::process::id()));
     let sb = Sandbox::with(Options::default().arg(
         Component::Platform,
-        &format!("--start-delay 1 --ready-file {}", ready.display()),
+        "--start-delay 1 --ready-file {root}/ready",
     ));
     let mut latencies = Vec::new();
     for _ in 0..cycles {
+        let ready = sb.root.join("ready");
         let _ = std::fs::remove_file(&ready);
         sb.run(&["start"]).code(0);
         let returned = std::time::SystemTime::now()
@@ -461,7 +460,6 @@ fn bench() {
         latencies.push((returned.saturating_sub(opened)) as f64 / 1e3);
         sb.run(&["stop"]).code(0);
     }
-    let _ = std::fs::remove_file(&ready);
     let lat = Stats::of(latencies);
     table.row(
         "start returns after the last port opens",

@@ -203,11 +203,13 @@ impl Sandbox {
                 Component::Platform => ("/is/image", format!("http://127.0.0.1:{port}/is/image")),
                 _ => ("/", format!("tcp://127.0.0.1:{port}")),
             };
-            let extra: Vec<&str> = opts
+            // "{root}" in a stand-in argument is the sandbox's directory (writable to it).
+            let root = self.root.display().to_string();
+            let extra: Vec<String> = opts
                 .args
                 .iter()
                 .filter(|(x, _)| *x == c)
-                .map(|(_, a)| a.as_str())
+                .map(|(_, a)| a.replace("{root}", &root))
                 .collect();
             let lines: Vec<&str> = opts
                 .service

@@ -185,3 +185,22 @@ fn a_bad_probe_setting_is_reported_with_unit_and_key() {
     let s = sb.state(SUPERVISOR);
     assert_eq!(s.restarts, 0, "{}", s.summary());
 }
+
+#[test]
+fn a_slow_but_progressing_start_outlasts_the_start_timeout() {
+    // The supervisor's unit allows 2 s to start; svg takes 4 s to open its port. The
+    // supervisor keeps extending the timeout (EXTEND_TIMEOUT_USEC) while it waits.
+    let sb = Sandbox::with(
+        Options::default()
+            .arg(Component::Svg, "--start-delay 4")
+            .supervisor("TimeoutStartSec=2s"),
+    );
+    let t = Instant::now();
+    sb.run(&["start"]).code(0);
+    assert!(t.elapsed() >= Duration::from_secs(4));
+    assert_eq!(
+        sb.state(SUPERVISOR).restarts,
+        0,
+        "the supervisor timed out and was restarted"
+    );
+}
