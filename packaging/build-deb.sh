@@ -5,10 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 revision=${1:-1}
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-
-cargo build --release --locked
-cargo run --release --locked --quiet --example gen_assets -- target/assets
+. packaging/prepare.sh
 
 # The tree dpkg-buildpackage works in: what the package is made of, and debian/.
 work=target/deb-build/imageserving-$version

@@ -5,10 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 release=${1:-1}
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
-
-cargo build --release --locked
-cargo run --release --locked --quiet --example gen_assets -- target/assets
+. packaging/prepare.sh
 
 rm -rf target/rpmbuild
 rpmbuild -bb --quiet \

@@ -381,6 +381,16 @@ impl Stack {
                 if state.has_failed() {
                     return Err(unit.failure(&state));
                 }
+                // Stopped under us (say, by a concurrent `stop`): it will not start serving.
+                if state.active_state.is_down() {
+                    return Err(Error::NotAsAsked(format!(
+                        "{} ({}) is {} while {} waited for it to serve: another command stopped it",
+                        unit.label(),
+                        unit.name,
+                        state.summary(),
+                        verb.to_lowercase()
+                    )));
+                }
             }
             std::thread::sleep(PROBE_POLL);
         }

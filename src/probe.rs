@@ -16,6 +16,8 @@ pub const KEY_INTERVAL: &str = "IMAGESERVING_PROBE_INTERVAL_SEC";
 pub const KEY_TIMEOUT: &str = "IMAGESERVING_PROBE_TIMEOUT_SEC";
 /// Consecutive failures after which the supervisor restarts the component.
 pub const KEY_FAILURES: &str = "IMAGESERVING_PROBE_FAILURES";
+/// Seconds a freshly started component may take to answer before failures count.
+pub const KEY_START_GRACE: &str = "IMAGESERVING_PROBE_START_GRACE_SEC";
 
 /// How to tell that a component serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,9 @@ pub struct ProbeSettings {
     pub timeout: Duration,
     /// Consecutive failures before a restart.
     pub failures: u32,
+    /// How long after a (re)start failures do not count until the first success: a Tomcat
+    /// deploying its applications must not be restarted for being slow.
+    pub start_grace: Duration,
 }
 
 /// A setting that cannot be used, with the unit and the key to fix.
@@ -83,23 +88,28 @@ impl ProbeSettings {
             return Ok(None);
         }
         let target = parse_target(raw).map_err(|why| bad(KEY_PROBE, raw, &why))?;
-        let seconds = |key: &'static str, default: f64| -> Result<Duration, SettingError> {
-            match get(key) {
-                None => Ok(Duration::from_secs_f64(default)),
-                Some(v) => match v.parse::<f64>() {
-                    Ok(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => {
-                        Ok(Duration::from_secs_f64(s))
-                    }
-                    _ => Err(bad(
-                        key,
-                        v,
-                        "expected a number of seconds above 0 and at most 3600",
-                    )),
-                },
+        let seconds = |key: &'static str,
+                       default: f64,
+                       allow_zero: bool|
+         -> Result<Duration, SettingError> {
+            let Some(v) = get(key) else {
+                return Ok(Duration::from_secs_f64(default));
+            };
+            match v.parse::<f64>() {
+                Ok(s) if s.is_finite() && s <= 3600.0 && (s > 0.0 || (allow_zero && s == 0.0)) => {
+                    Ok(Duration::from_secs_f64(s))
+                }
+                _ if allow_zero => Err(bad(key, v, "expected a number of seconds from 0 to 3600")),
+                _ => Err(bad(
+                    key,
+                    v,
+                    "expected a number of seconds above 0 and at most 3600",
+                )),
             }
         };
-        let interval = seconds(KEY_INTERVAL, 5.0)?;
-        let timeout = seconds(KEY_TIMEOUT, 2.0)?;
+        let interval = seconds(KEY_INTERVAL, 5.0, false)?;
+        let timeout = seconds(KEY_TIMEOUT, 2.0, false)?;
+        let start_grace = seconds(KEY_START_GRACE, 300.0, true)?;
         let failures = match get(KEY_FAILURES) {
             None => 3,
             Some(v) => match v.parse::<u32>() {
@@ -118,6 +128,7 @@ impl ProbeSettings {
             interval,
             timeout,
             failures,
+            start_grace,
         }))
     }
 }
@@ -324,6 +335,8 @@ mod tests {
             "IMAGESERVING_PROBE_TIMEOUT_SEC=NaN",
             "IMAGESERVING_PROBE_FAILURES=0",
             "IMAGESERVING_PROBE_FAILURES=-1",
+            "IMAGESERVING_PROBE_START_GRACE_SEC=-1",
+            "IMAGESERVING_PROBE_START_GRACE_SEC=inf",
         ] {
             let r =
                 ProbeSettings::from_environment("u", &env(&["IMAGESERVING_PROBE=tcp://a:1", kv]));

@@ -73,6 +73,10 @@ struct Watched {
     last_error: Option<String>,
     failures: u32,
     next_probe: Instant,
+    /// When its current process started (as far as we saw).
+    started: Instant,
+    /// Whether its current process has passed a probe yet.
+    proven: bool,
     backoff: Duration,
     not_before: Instant,
     given_up: bool,
@@ -185,6 +189,8 @@ impl Supervisor {
                 last_error: None,
                 failures: 0,
                 next_probe: now,
+                started: now,
+                proven: false,
                 backoff: Duration::ZERO,
                 not_before: now,
                 given_up: false,
@@ -245,10 +251,12 @@ impl Supervisor {
             w.sub_state = s.sub_state;
             w.main_pid = s.main_pid;
             if w.state != ActiveState::Active || restarted {
-                // A new process has to prove itself again.
+                // A new process has to prove itself again, and gets the start grace to do so.
                 w.serving = w.probe.is_none() && w.state == ActiveState::Active;
                 w.failures = 0;
                 w.next_probe = Instant::now();
+                w.started = Instant::now();
+                w.proven = false;
             }
         }
         Ok(())
@@ -279,6 +287,7 @@ impl Supervisor {
                         match probe::check(&p.target, p.timeout) {
                             Ok(()) => {
                                 w.serving = true;
+                                w.proven = true;
                                 w.last_error = None;
                                 log::log(
                                     Priority::Info,
@@ -424,10 +433,16 @@ impl Supervisor {
                     );
                 }
                 w.serving = true;
+                w.proven = true;
                 w.failures = 0;
                 w.last_error = None;
                 w.backoff = Duration::ZERO;
                 w.given_up = false;
+            }
+            Err(e) if !w.proven && now < w.started + p.start_grace => {
+                // Still starting (a Tomcat deploying): not a failure yet.
+                w.serving = false;
+                w.last_error = Some(e);
             }
             Err(e) => {
                 w.failures += 1;

@@ -1,29 +1,14 @@
 //! The fault matrix: what operators see on a component's, or their own, worst day.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use imageserving::component::{Component, SUPERVISOR, TARGET};
 use imageserving::systemd::ActiveState;
 use serde_json::Value;
 
-use crate::harness::{is_alive, run_with_timeout, Options, Sandbox, IMAGESERVING};
-
-#[track_caller]
-fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success(), "kill -{sig} {pid}");
-}
+use crate::harness::{
+    eventually, is_alive, run_with_timeout, signal, Options, Sandbox, IMAGESERVING,
+};
 
 fn status_json(sb: &Sandbox, component: &str) -> Value {
     let r = sb.run(&["status", "--json", component]);
@@ -44,10 +29,7 @@ fn kill_9_of_each_component_is_restarted_and_status_shows_it() {
         );
         let pid = u32::try_from(old["pid"].as_u64().expect("pid")).expect("pid fits");
         signal(pid, "KILL");
-        eventually(Duration::from_secs(10), "restarted by systemd", || {
-            let s = sb.state(c.unit());
-            s.active_state == ActiveState::Active && s.main_pid != pid && s.main_pid != 0
-        });
+        sb.wait_replaced(c.unit(), pid, Duration::from_secs(10));
         let after = status_json(&sb, c.short_name());
         let new = &after["components"][0];
         assert_ne!(new["pid"], old["pid"]);

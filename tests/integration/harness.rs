@@ -340,6 +340,29 @@ impl Sandbox {
         self.state(c.unit()).main_pid
     }
 
+    /// The main PIDs of ps, is and svg.
+    pub fn component_pids(&self) -> Vec<u32> {
+        Component::ALL.iter().map(|c| self.main_pid(*c)).collect()
+    }
+
+    /// Wait until `unit` is active again under a main PID other than `old`; return it.
+    #[track_caller]
+    pub fn wait_replaced(&self, unit: &str, old: u32, limit: Duration) -> u32 {
+        let mut new = 0;
+        eventually(
+            limit,
+            &format!("{unit} active again with a new main PID"),
+            || {
+                let s = self.state(unit);
+                new = s.main_pid;
+                s.active_state == imageserving::systemd::ActiveState::Active
+                    && new != old
+                    && new != 0
+            },
+        );
+        new
+    }
+
     /// Run `ImageServing --user ARGS` with a hard timeout.
     #[track_caller]
     pub fn run(&self, args: &[&str]) -> Run {
@@ -385,6 +408,26 @@ fn collect_pids(dir: &Path, out: &mut Vec<u32>) {
             }
         }
     }
+}
+
+/// Poll `cond` every 20 ms until it holds; fail the test if `limit` passes first.
+#[track_caller]
+pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Send `signal` (a name, e.g. `KILL`) to `pid`.
+#[track_caller]
+pub fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success(), "kill -{signal} {pid}");
 }
 
 /// Alive and not a zombie (PID 1 here reaps slowly).

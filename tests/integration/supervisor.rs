@@ -4,27 +4,8 @@
 use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
-use imageserving::systemd::ActiveState;
 
-use crate::harness::{Options, Sandbox};
-
-/// Poll `cond` every 20 ms until it holds or `limit` passes.
-#[track_caller]
-fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill(pid: u32, signal: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success(), "kill -{signal} {pid}");
-}
+use crate::harness::{eventually, signal, Options, Sandbox};
 
 /// CPU seconds (user + system) a process has used, from /proc/PID/stat.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -33,10 +14,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
     ticks as f64 / 100.0
-}
-
-fn pids(sb: &Sandbox) -> Vec<u32> {
-    Component::ALL.iter().map(|c| sb.main_pid(*c)).collect()
 }
 
 #[test]
@@ -60,22 +37,28 @@ fn a_hung_component_is_restarted_by_the_supervisor() {
             ),
     );
     sb.run(&["start"]).code(0);
-    let before = pids(&sb);
+    let before = sb.component_pids();
+    let supervisor = sb.state(SUPERVISOR).main_pid;
     // Hang at 1.5 s, two failed probes 0.5 s apart (0.3 s each): a restart within ~3.5 s.
-    eventually(Duration::from_secs(8), "ps restarted after it hung", || {
-        let now = sb.main_pid(Component::Platform);
-        now != 0 && now != before[0]
-    });
+    sb.wait_replaced(
+        Component::Platform.unit(),
+        before[0],
+        Duration::from_secs(8),
+    );
     assert!(
         !crate::harness::is_alive(before[0]),
         "the hung process was left running"
     );
     assert_eq!(
         before[1..],
-        pids(&sb)[1..],
+        sb.component_pids()[1..],
         "other components were restarted"
     );
-    assert_eq!(sb.state(SUPERVISOR).main_pid, sb.state(SUPERVISOR).main_pid);
+    assert_eq!(
+        sb.state(SUPERVISOR).main_pid,
+        supervisor,
+        "the supervisor restarted itself"
+    );
 }
 
 #[test]
@@ -128,16 +111,13 @@ fn a_crash_loop_is_given_up_without_spinning() {
 fn killing_the_supervisor_leaves_the_components_alone() {
     let sb = Sandbox::with(Options::default().supervisor("RestartSec=100ms"));
     sb.run(&["start"]).code(0);
-    let before = pids(&sb);
+    let before = sb.component_pids();
     let sup = sb.state(SUPERVISOR).main_pid;
-    kill(sup, "KILL");
-    eventually(Duration::from_secs(10), "supervisor back", || {
-        let s = sb.state(SUPERVISOR);
-        s.active_state == ActiveState::Active && s.main_pid != sup && s.main_pid != 0
-    });
+    signal(sup, "KILL");
+    sb.wait_replaced(SUPERVISOR, sup, Duration::from_secs(10));
     assert_eq!(
         before,
-        pids(&sb),
+        sb.component_pids(),
         "components restarted with the supervisor"
     );
     sb.run(&["status"]).code(0);
@@ -152,7 +132,7 @@ fn a_supervisor_that_stops_pinging_is_restarted_by_the_watchdog() {
             .supervisor("RestartSec=100ms"),
     );
     sb.run(&["start"]).code(0);
-    let before = pids(&sb);
+    let before = sb.component_pids();
     let sup = sb.state(SUPERVISOR).main_pid;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -160,14 +140,11 @@ fn a_supervisor_that_stops_pinging_is_restarted_by_the_watchdog() {
         sup,
         "a healthy supervisor was restarted"
     );
-    kill(sup, "STOP");
-    eventually(Duration::from_secs(10), "watchdog restart", || {
-        let s = sb.state(SUPERVISOR);
-        s.active_state == ActiveState::Active && s.main_pid != sup && s.main_pid != 0
-    });
+    signal(sup, "STOP");
+    sb.wait_replaced(SUPERVISOR, sup, Duration::from_secs(10));
     assert_eq!(
         before,
-        pids(&sb),
+        sb.component_pids(),
         "components restarted with the supervisor"
     );
 }
@@ -203,4 +180,48 @@ fn a_slow_but_progressing_start_outlasts_the_start_timeout() {
         0,
         "the supervisor timed out and was restarted"
     );
+}
+
+/// Regression: the supervisor counted the probe failures of a component still starting after
+/// a restart, and restarted it again before it could ever answer (a Tomcat deploying).
+#[test]
+fn a_slow_component_is_given_its_start_grace_after_a_restart() {
+    // is takes 3 s to answer; probes every 0.5 s, 3 failures would restart it in 1.5 s.
+    let sb = Sandbox::with(Options::default().arg(Component::Image, "--start-delay 3"));
+    sb.run(&["start"]).code(0);
+    let old = sb.main_pid(Component::Image);
+    signal(old, "KILL");
+    let new = sb.wait_replaced(Component::Image.unit(), old, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        sb.main_pid(Component::Image),
+        new,
+        "restarted while still starting"
+    );
+    sb.run(&["status", "is"]).code(0);
+}
+
+#[test]
+fn a_component_that_never_answers_is_restarted_after_its_start_grace() {
+    let sb = Sandbox::with(Options::default().service(
+        Component::Svg,
+        "Environment=IMAGESERVING_PROBE_START_GRACE_SEC=1",
+    ));
+    sb.run(&["start"]).code(0);
+    // From now on svg's process never opens its port.
+    let port = sb.port(Component::Svg);
+    sb.dropin(
+        Component::Svg.unit(),
+        "60-never-answers",
+        &format!(
+            "[Service]\nExecStart=\nExecStart={} --port {port} --start-delay 3600\n",
+            crate::harness::STANDIN
+        ),
+    );
+    sb.reload();
+    let first = sb.main_pid(Component::Svg);
+    signal(first, "KILL");
+    let second = sb.wait_replaced(Component::Svg.unit(), first, Duration::from_secs(10));
+    // 1 s of grace, then 3 failed probes 0.5 s apart: the supervisor restarts it.
+    sb.wait_replaced(Component::Svg.unit(), second, Duration::from_secs(10));
 }
