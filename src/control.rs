@@ -94,25 +94,19 @@ impl Stack {
         let names: Vec<&str> = std::iter::once(TARGET)
             .chain(component::stack_units())
             .collect();
-        // LoadUnit reads unit files that are not loaded yet; ListUnitsByNames alone would
-        // report an installed but unloaded unit as not found.
-        let mut paths = Vec::with_capacity(names.len());
-        for name in &names {
-            paths.push(mgr.load_unit(name)?);
-        }
+        // One call: ListUnitsByNames loads unit files not loaded yet, and reports the ones
+        // that do not exist as not-found.
         let infos = mgr.list_units_by_names(&names)?;
-        for info in &infos {
-            if !info.is_installed() {
-                return Err(Error::NotInstalled {
-                    unit: info.name.clone(),
-                    scope,
-                });
-            }
+        if let Some(missing) = infos.iter().find(|i| !i.is_installed()) {
+            return Err(Error::NotInstalled {
+                unit: missing.name.clone(),
+                scope,
+            });
         }
-        let mut paths = paths.into_iter();
+        let mut paths = infos.into_iter().map(|i| i.path);
         let target = paths
             .next()
-            .ok_or_else(|| Error::NotAsAsked("no target path".into()))?;
+            .ok_or_else(|| Error::NotAsAsked("the manager listed no units".into()))?;
         let services = component::stack_units()
             .zip(paths)
             .map(|(name, path)| StackUnit {
@@ -126,11 +120,6 @@ impl Stack {
             target,
             services,
         })
-    }
-
-    /// The manager connection, for read-only callers such as `status`.
-    pub fn manager(&self) -> &Manager {
-        &self.mgr
     }
 
     fn events(&self) -> Result<Events, Error> {
