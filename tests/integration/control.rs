@@ -272,3 +272,49 @@ fn progress_is_shown_on_a_terminal_only() {
     assert_eq!(piped.stderr, "", "progress noise without a terminal");
     assert_eq!(piped.stdout.lines().count(), 1);
 }
+
+/// The system-manager code paths (the default scope, the supervisor's `--system`), run against
+/// this sandbox's manager reached through DBUS_SYSTEM_BUS_ADDRESS: the machine's own PID 1 is
+/// not systemd, and a system instance must not be booted on its root file system.
+#[test]
+fn the_system_scope_drives_a_manager_on_the_system_bus_address() {
+    let sb = Sandbox::new();
+    let supervisor = sb
+        .root
+        .join("home/.local/libexec/imageserving/imageserving-supervisor");
+    sb.dropin(
+        imageserving::component::SUPERVISOR,
+        "60-system-scope",
+        &format!(
+            "[Service]\nExecStart=\nExecStart={} --system\nEnvironment=DBUS_SYSTEM_BUS_ADDRESS={}\n",
+            supervisor.display(),
+            sb.bus
+        ),
+    );
+    sb.reload();
+    let system = |args: &[&str]| {
+        let out = crate::harness::run_with_timeout(
+            std::process::Command::new(crate::harness::IMAGESERVING)
+                .args(args)
+                .env_clear()
+                .envs(sb.env())
+                .env_remove("DBUS_SESSION_BUS_ADDRESS")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &sb.bus),
+            std::time::Duration::from_secs(60),
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = system(&["start"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    all_active(&sb);
+    let (code, out, _) = system(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"scope\": \"system\""), "{out}");
+    let (code, out, err) = system(&["stop"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(sb.stack_pids(), Vec::<u32>::new());
+}

@@ -237,3 +237,32 @@ fn status_errors_use_lsb_status_codes() {
         .stderr_has(&addr);
     sb.run(&["status", "tomcat"]).code(2);
 }
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let on_tty = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args([
+            "-qec",
+            &format!("{} --user status", crate::harness::IMAGESERVING),
+            "/dev/null",
+        ])
+        .env_clear()
+        .envs(sb.env())
+        .envs(extra.iter().copied());
+        let out = crate::harness::run_with_timeout(&mut cmd, Duration::from_secs(30));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let coloured = on_tty(&[]);
+    assert!(
+        coloured.contains("\x1b[32mactive (running)"),
+        "{coloured:?}"
+    );
+    let plain = on_tty(&[("NO_COLOR", "1")]);
+    assert!(
+        plain.contains("active (running)") && !plain.contains("\x1b["),
+        "{plain:?}"
+    );
+}
