@@ -1,6 +1,6 @@
 //! The stack's members: one place that maps a component to its unit, its names and its role.
 //!
-//! Everything else in the crate speaks of [`Component`] and [`Unit`], never of unit-name
+//! Everything else in the crate speaks of [`Component`] and the constants here, never of unit-name
 //! strings, so that renaming a unit is a change to this file and to `units/` only.
 
 use std::fmt;

@@ -1,10 +1,15 @@
 //! imageserving: systemd-native control of an Image Serving stack.
 //!
-//! The crate is a library with thin binaries on top:
+//! A library with thin binaries on top (`src/bin/`):
 //! - [`cli`] turns the command line into a [`Request`](cli::Request) and runs it;
 //! - [`control`] starts, stops and restarts the stack through systemd jobs;
+//! - [`status`] gathers and renders `status` (one D-Bus round trip, then procfs);
+//! - [`supervisor`] is the Server Supervisor daemon (`Type=notify`);
+//! - [`probe`] says what "serving" means for a component, for both of the above;
 //! - [`systemd`] is the only module that speaks D-Bus;
-//! - [`component`] is the only place that maps components to units.
+//! - [`procinfo`] is the only module that reads procfs and the cgroup file system;
+//! - [`component`] is the only place that maps components to units;
+//! - [`error`] holds the crate-level error and its exit codes.
 
 pub mod cli;
 pub mod component;

@@ -1,4 +1,4 @@
-//! Job and unit signals, as a blocking iterator of [`Event`]s.
+//! Job and unit signals, read by a thread of their own and handed over as [`Event`]s.
 
 use std::sync::mpsc::{self, Receiver};
 
@@ -37,6 +37,7 @@ pub enum Event {
 /// hundred messages, stop the whole connection.
 pub struct Events {
     rx: Receiver<Result<Event, SystemdError>>,
+    scope: Scope,
 }
 
 impl Events {
@@ -47,15 +48,15 @@ impl Events {
     ) -> Result<Events, SystemdError> {
         let (tx, rx) = mpsc::channel();
         forward(conn, scope, unit_paths, move |e| tx.send(e).is_ok())?;
-        Ok(Events { rx })
+        Ok(Events { rx, scope })
     }
 
     /// Block until the next relevant signal.
     pub fn next_event(&self) -> Result<Event, SystemdError> {
         self.rx.recv().unwrap_or_else(|_| {
             Err(SystemdError::Unreachable {
-                scope: Scope::User,
-                address: String::new(),
+                scope: self.scope,
+                address: self.scope.bus_address(),
                 reason: "the signal reader stopped".to_owned(),
             })
         })

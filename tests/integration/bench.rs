@@ -12,13 +12,6 @@ use imageserving::component::{Component, SUPERVISOR, TARGET};
 
 use crate::harness::{is_alive, Options, Sandbox, IMAGESERVING};
 
-const UNITS: [&str; 4] = [
-    SUPERVISOR,
-    "imageserving-platform.service",
-    "imageserving-image.service",
-    "imageserving-svg.service",
-];
-
 fn seconds_setting(name: &str, default: u64) -> Duration {
     Duration::from_secs(
         std::env::var(name)
@@ -224,7 +217,7 @@ fn bench() {
         "-p",
         "ActiveState,SubState,MainPID,MemoryCurrent,ActiveEnterTimestamp",
     ];
-    show_args.extend(UNITS);
+    show_args.extend(imageserving::component::stack_units());
     let floor = floor_binary();
     let mut cmds = [
         command(&sb, IMAGESERVING, &["--user", "status"]),
