@@ -266,3 +266,50 @@ fn colour_on_a_terminal_unless_no_color() {
         "{plain:?}"
     );
 }
+
+#[test]
+fn processes_it_may_not_read_are_reported_unreadable() {
+    // svg runs as another account; status runs as root without capabilities, so it may not
+    // read that account's memory maps. RSS (statm) stays readable, PSS (smaps_rollup) not.
+    let sb = Sandbox::with(Options::default().service(Component::Svg, "User=nobody"));
+    sb.run(&["start"]).code(0);
+    let without_caps = |args: &[&str]| {
+        let out = crate::harness::run_with_timeout(
+            std::process::Command::new("setpriv")
+                .args(["--bounding-set=-all", "--inh-caps=-all", "--"])
+                .arg(crate::harness::IMAGESERVING)
+                .arg("--user")
+                .args(args)
+                .env_clear()
+                .envs(sb.env()),
+            Duration::from_secs(30),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let table = without_caps(&["status", "--pss", "svg"]);
+    assert!(table.contains("(1 unreadable)"), "{table}");
+    let text = without_caps(&["status", "--pss", "--json", "svg"]);
+    let doc: Value = serde_json::from_str(&text).expect("json");
+    let svg = component(&doc, "svg");
+    let pid = svg["pid"].as_u64().expect("pid");
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let uid = uid
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(svg["processes"], 1, "{svg}");
+    assert_eq!(svg["unreadable_processes"], 1, "{svg} {uid}");
+    assert!(
+        svg["memory"]["rss_bytes"].as_u64().expect("rss") > 0,
+        "{svg}"
+    );
+    assert!(svg["memory"]["pss_bytes"].as_u64().is_some(), "{svg}");
+}
