@@ -38,8 +38,11 @@ enum CommandArgs {
         /// Restart only this component; the others keep running untouched.
         component: Option<Component>,
     },
-    /// Show uptime and memory of every component (or the one named). Exit 0 when all run,
-    /// 3 when the supervisor or a component does not, 4 when the state cannot be read.
+    /// Show uptime and memory of every component, or of the one named.
+    ///
+    /// Exit 0 when the supervisor and every component asked for run, 3 when one does not
+    /// (with a message instead of the table when the supervisor does not run), 4 when the
+    /// state cannot be read.
     Status {
         /// Show only this component.
         component: Option<Component>,

@@ -19,12 +19,12 @@ fn status_json(sb: &Sandbox, component: &str) -> Value {
 fn kill_9_of_each_component_is_restarted_and_status_shows_it() {
     let sb = Sandbox::new();
     sb.run(&["start"]).code(0);
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(2100));
     for c in Component::ALL {
         let before = status_json(&sb, c.short_name());
         let old = &before["components"][0];
         assert!(
-            old["uptime_seconds"].as_u64().expect("uptime") >= 1,
+            old["uptime_seconds"].as_u64().expect("uptime") >= 2,
             "{old}"
         );
         let pid = u32::try_from(old["pid"].as_u64().expect("pid")).expect("pid fits");
@@ -33,7 +33,11 @@ fn kill_9_of_each_component_is_restarted_and_status_shows_it() {
         let after = status_json(&sb, c.short_name());
         let new = &after["components"][0];
         assert_ne!(new["pid"], old["pid"]);
-        assert_eq!(new["uptime_seconds"], 0, "{new}");
+        // From zero: at most a second has passed since systemd restarted it.
+        assert!(
+            new["uptime_seconds"].as_u64().expect("uptime") <= 1,
+            "{new}"
+        );
         assert_eq!(
             new["restarts"].as_u64(),
             old["restarts"].as_u64().map(|r| r + 1),
