@@ -47,11 +47,9 @@ pub struct StackStatus {
 pub struct SupervisorStatus {
     /// Whether its unit is active.
     pub running: bool,
-    /// Its unit.
-    pub unit: &'static str,
-    /// Its state in detail (absent when not running).
+    /// Its unit, state and figures (only the state when it is not running).
     #[serde(flatten)]
-    pub detail: Option<UnitStatus>,
+    pub detail: UnitStatus,
 }
 
 /// Memory of a unit, with the source of each figure in its name.
@@ -168,7 +166,26 @@ fn collect_with(
     ) {
         return Ok(StackStatus {
             scope,
-            supervisor: SupervisorStatus { running: false, unit: SUPERVISOR, detail: None },
+            supervisor: SupervisorStatus {
+                running: false,
+                detail: UnitStatus {
+                    name: "supervisor",
+                    title: "Server Supervisor",
+                    unit: SUPERVISOR,
+                    state: sup_info.active_state.as_str(),
+                    sub_state: sup_info.sub_state.clone(),
+                    result: String::new(),
+                    pid: None,
+                    uptime_seconds: None,
+                    systemd_uptime_seconds: None,
+                    memory: Memory { rss_bytes: 0, pss_bytes: None, cgroup_bytes: None },
+                    processes: 0,
+                    unreadable_processes: 0,
+                    restarts: 0,
+                    given_up: false,
+                    active: sup_info.active_state,
+                },
+            },
             components: Vec::new(),
             message: Some(format!(
                 "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
@@ -227,8 +244,7 @@ fn collect_with(
         scope,
         supervisor: SupervisorStatus {
             running: true,
-            unit: SUPERVISOR,
-            detail: Some(supervisor),
+            detail: supervisor,
         },
         components: rows,
         message: None,

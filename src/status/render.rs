@@ -98,12 +98,8 @@ fn memory_cell(u: &UnitStatus, pss: bool) -> String {
 /// The table (or the informational message) as printed without `--json`.
 pub fn human(s: &StackStatus, style: Style) -> String {
     let mut out = String::new();
-    let Some(sup) = s
-        .supervisor
-        .detail
-        .as_ref()
-        .filter(|_| s.supervisor.running)
-    else {
+    let sup = &s.supervisor.detail;
+    if !s.supervisor.running {
         let _ = writeln!(
             out,
             "{}",
@@ -112,7 +108,7 @@ pub fn human(s: &StackStatus, style: Style) -> String {
                 .unwrap_or("The Server Supervisor is not running.")
         );
         return out;
-    };
+    }
     let pss = s
         .components
         .iter()

@@ -151,6 +151,8 @@ fn supervisor_down_gives_the_message_and_exit_3() {
         .stdout_has("ImageServing --user start");
     let doc = json(&sb, &[], 3);
     assert_eq!(doc["supervisor"]["running"], false);
+    assert_eq!(doc["supervisor"]["state"], "inactive");
+    assert_eq!(doc["supervisor"]["unit"], "imageserving-supervisor.service");
     assert!(doc["message"]
         .as_str()
         .expect("message")
@@ -164,6 +166,16 @@ fn supervisor_down_gives_the_message_and_exit_3() {
 fn json_carries_the_published_keys() {
     let sb = Sandbox::new();
     sb.run(&["start"]).code(0);
+    let r = sb.run(&["status", "--json"]).code(0);
+    // Every object's keys are distinct (serde_json would silently keep the last duplicate).
+    for line in r.stdout.lines().filter(|l| l.starts_with("    \"")) {
+        let key = line.trim().split(':').next().expect("key");
+        let supervisor_block = r.stdout.split("\"components\"").next().expect("block");
+        assert!(
+            supervisor_block.matches(&format!("\n    {key}:")).count() <= 1,
+            "duplicate key {key}"
+        );
+    }
     let doc = json(&sb, &[], 0);
     assert_eq!(doc["supervisor"]["running"], true);
     assert!(doc["supervisor"]["pid"].as_u64().is_some());
