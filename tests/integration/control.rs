@@ -246,18 +246,7 @@ fn a_long_wait_for_a_slow_component_does_not_stall_the_connection() {
 #[test]
 fn progress_is_shown_on_a_terminal_only() {
     let sb = Sandbox::with(Options::default().arg(Component::Svg, "--start-delay 1.5"));
-    // script(1) gives the command a terminal; what it printed there comes back on stdout.
-    let mut cmd = std::process::Command::new("script");
-    cmd.args([
-        "-qec",
-        &format!("{} --user start", crate::harness::IMAGESERVING),
-        "/dev/null",
-    ])
-    .env_clear()
-    .envs(sb.env());
-    let out = crate::harness::run_with_timeout(&mut cmd, std::time::Duration::from_secs(60));
-    let tty = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{tty}");
+    let tty = sb.run_on_tty(&["start"], &[]).code(0).stdout;
     assert!(
         tty.contains("waiting for"),
         "no progress on a terminal:\n{tty}"

@@ -383,6 +383,22 @@ impl Sandbox {
         Run::from(out, format!("ImageServing --user {}", args.join(" ")))
     }
 
+    /// Run `ImageServing --user ARGS` on a terminal (script(1) provides one); what it wrote
+    /// there comes back as stdout.
+    #[track_caller]
+    pub fn run_on_tty(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+        let line = format!("{IMAGESERVING} --user {}", args.join(" "));
+        let out = run_with_timeout(
+            Command::new("script")
+                .args(["-qec", &line, "/dev/null"])
+                .env_clear()
+                .envs(self.env())
+                .envs(extra_env.iter().map(|(k, v)| (*k, *v))),
+            Duration::from_secs(60),
+        );
+        Run::from(out, format!("(on a terminal) {line}"))
+    }
+
     /// Processes in this sandbox's cgroup subtree below the manager (the stack's processes).
     pub fn stack_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();

@@ -254,19 +254,7 @@ fn status_errors_use_lsb_status_codes() {
 fn colour_on_a_terminal_unless_no_color() {
     let sb = Sandbox::new();
     sb.run(&["start"]).code(0);
-    let on_tty = |extra: &[(&str, &str)]| {
-        let mut cmd = std::process::Command::new("script");
-        cmd.args([
-            "-qec",
-            &format!("{} --user status", crate::harness::IMAGESERVING),
-            "/dev/null",
-        ])
-        .env_clear()
-        .envs(sb.env())
-        .envs(extra.iter().copied());
-        let out = crate::harness::run_with_timeout(&mut cmd, Duration::from_secs(30));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let on_tty = |extra: &[(&str, &str)]| sb.run_on_tty(&["status"], extra).code(0).stdout;
     let coloured = on_tty(&[]);
     assert!(
         coloured.contains("\x1b[32mactive (running)"),
