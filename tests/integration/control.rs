@@ -307,3 +307,18 @@ fn the_system_scope_drives_a_manager_on_the_system_bus_address() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(sb.stack_pids(), Vec::<u32>::new());
 }
+
+#[test]
+fn stop_stops_members_started_without_the_target() {
+    // An operator started a component directly (systemctl start imageserving-svg); the
+    // target itself is inactive. stop must still leave nothing of the stack running.
+    let sb = Sandbox::new();
+    let m = sb.manager();
+    m.start_unit(Component::Svg.unit()).expect("start svg");
+    crate::harness::eventually(std::time::Duration::from_secs(10), "svg active", || {
+        sb.state(Component::Svg.unit()).active_state == ActiveState::Active
+    });
+    assert_ne!(sb.state(TARGET).active_state, ActiveState::Active);
+    sb.run(&["stop"]).code(0).stdout_has("stopped");
+    assert_eq!(sb.stack_pids(), Vec::<u32>::new());
+}
