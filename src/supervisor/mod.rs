@@ -40,6 +40,8 @@ enum SupervisorError {
     OwnSetting(String),
     #[error("lost the bus connection: {0}")]
     BusLost(String),
+    #[error("cannot handle signals: {0}")]
+    Signals(String),
     #[error("the stack did not become ready within {0:?}: {1}")]
     StartTimeout(Duration, String),
 }
@@ -530,7 +532,7 @@ impl Supervisor {
 fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| SupervisorError::OwnSetting(format!("cannot handle signals: {e}")))?;
+        .map_err(|e| SupervisorError::Signals(e.to_string()))?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             let _ = tx.send(Msg::Terminate);
