@@ -75,12 +75,7 @@ fn a_stopped_process_is_restarted_by_the_supervisor() {
 #[test]
 fn after_a_failed_start_status_explains_the_state() {
     let sb = Sandbox::new();
-    sb.dropin(
-        Component::Svg.unit(),
-        "60-missing",
-        "[Service]\nExecStart=\nExecStart=/nonexistent/SvgServer\n",
-    );
-    sb.reload();
+    sb.remove_program(Component::Svg);
     sb.run(&["start"])
         .code(1)
         .stderr_has("SVG Server (svg, imageserving-svg.service) failed");

@@ -325,6 +325,20 @@ impl Sandbox {
         Manager::connect_to(Scope::User, self.bus.clone()).expect("connect to the private manager")
     }
 
+    /// Point a component at a program that does not exist (as when the vendor install is
+    /// missing), and reload.
+    pub fn remove_program(&self, c: Component) {
+        self.dropin(
+            c.unit(),
+            "60-missing",
+            &format!(
+                "[Service]\nExecStart=\nExecStart=/nonexistent/{}\n",
+                c.title().replace(' ', "")
+            ),
+        );
+        self.reload();
+    }
+
     /// Make the manager re-read units after a drop-in changed.
     pub fn reload(&self) {
         self.manager().reload().expect("daemon-reload");
