@@ -3,20 +3,28 @@
 //! The rest of the crate sees named structs ([`UnitInfo`], [`ServiceState`], [`Event`]) and
 //! typed errors ([`SystemdError`]); D-Bus tuples, variants and error names stop here.
 //!
-//! One blocking [`zbus`] connection per process. Calls that are independent of each other are
-//! pipelined ([`Manager::get_many`]): all requests are written, then the replies collected, so
-//! fetching a dozen properties costs one round trip rather than twelve.
+//! One [`zbus`] connection per process, with a blocking interface. Calls that are independent
+//! of each other are pipelined ([`Manager::get_many`]): all requests are written, then the
+//! replies collected, so fetching a dozen properties costs one round trip rather than twelve.
+//!
+//! The connection is driven by the thread that waits on it: a short-lived command (`status`)
+//! connects, asks and exits without starting a thread of its own. A thread that reads the
+//! connection is started only when something must be read while nobody calls: signals
+//! ([`Manager::events`], [`Manager::watch`]).
 
 mod error;
 mod events;
 mod state;
 
+mod drive;
+
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::OnceLock;
 
-use zbus::blocking::{Connection, MessageIterator};
 use zbus::message::{Message, Type as MessageType};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::Connection;
 
 pub use error::SystemdError;
 pub use events::{Event, Events};
@@ -147,6 +155,8 @@ pub struct Manager {
     conn: Connection,
     scope: Scope,
     address: String,
+    /// Set once a thread reads the connection in the background (see the module's docs).
+    reader: OnceLock<()>,
 }
 
 /// One property to fetch with [`Manager::get_many`].
@@ -190,14 +200,41 @@ impl Manager {
         // zbus's default queue depth (64) is kept: every message stream is drained by a
         // reader (see `Events`), so depth buys nothing, and in the supervisor every slot of
         // the ring would end up resident.
-        let conn = zbus::blocking::connection::Builder::address(address.as_str())
-            .and_then(zbus::blocking::connection::Builder::build)
-            .map_err(unreachable)?;
+        let builder = match drive::plain_unix_path(&address) {
+            // The usual case (both buses' defaults): connect here, on this thread, rather
+            // than through zbus's address resolution, which connects from a helper thread.
+            Some(path) => std::os::unix::net::UnixStream::connect(path)
+                .map(zbus::conn::Builder::async_io_unix_stream)
+                .map_err(|e| unreachable(e.into()))?,
+            None => zbus::conn::Builder::address(address.as_str()).map_err(unreachable)?,
+        };
+        // No executor thread: whoever waits on the connection drives it (`Manager::wait`).
+        let conn = zbus::block_on(builder.internal_executor(false).build()).map_err(unreachable)?;
         Ok(Manager {
             conn,
             scope,
             address,
+            reader: OnceLock::new(),
         })
+    }
+
+    /// Run `fut` to completion on this thread, driving the connection meanwhile.
+    fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
+        zbus::block_on(drive::with_executor(self.conn.executor(), fut))
+    }
+
+    /// A blocking view of the connection whose reads go on while nobody calls: starts (once)
+    /// the thread that drives it in the background.
+    fn background(&self) -> Result<zbus::blocking::Connection, SystemdError> {
+        if self.reader.get().is_none() {
+            drive::spawn_driver(self.conn.executor().clone()).map_err(|e| SystemdError::Call {
+                scope: self.scope,
+                method: "Subscribe",
+                detail: format!("cannot start the connection's reader thread: {e}"),
+            })?;
+            let _ = self.reader.set(());
+        }
+        Ok(zbus::blocking::Connection::from(self.conn.clone()))
     }
 
     /// The scope this manager was reached for.
@@ -216,14 +253,13 @@ impl Manager {
         R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
     {
         let reply = self
-            .conn
-            .call_method(
+            .wait(self.conn.call_method(
                 Some(DESTINATION),
                 MANAGER_PATH,
                 Some(MANAGER_IFACE),
                 method,
                 body,
-            )
+            ))
             .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
         reply
             .body()
@@ -234,14 +270,13 @@ impl Manager {
     /// A property of the manager itself, e.g. `SystemState` or `Version`.
     pub fn manager_property(&self, name: &str) -> Result<OwnedValue, SystemdError> {
         let reply = self
-            .conn
-            .call_method(
+            .wait(self.conn.call_method(
                 Some(DESTINATION),
                 MANAGER_PATH,
                 Some(PROPERTIES_IFACE),
                 "Get",
                 &(MANAGER_IFACE, name),
-            )
+            ))
             .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
         let body = reply.body();
         let value: zbus::zvariant::Value<'_> = body
@@ -307,19 +342,28 @@ impl Manager {
         &self,
         calls: &[(Message, &'static str)],
     ) -> Result<Vec<Result<Message, SystemdError>>, SystemdError> {
-        let mut replies = MessageIterator::from(&self.conn);
+        self.wait(self.pipeline_async(calls))
+    }
+
+    async fn pipeline_async(
+        &self,
+        calls: &[(Message, &'static str)],
+    ) -> Result<Vec<Result<Message, SystemdError>>, SystemdError> {
+        // The stream exists before the first request is written, so no reply can be missed.
+        let mut replies = zbus::MessageStream::from(&self.conn);
         let mut serials: HashMap<NonZeroU32, usize> = HashMap::with_capacity(calls.len());
         for (i, (msg, method)) in calls.iter().enumerate() {
             serials.insert(msg.primary_header().serial_num(), i);
             self.conn
                 .send(msg)
+                .await
                 .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
         }
         let mut out: Vec<Option<Result<Message, SystemdError>>> =
             (0..calls.len()).map(|_| None).collect();
         let mut pending = calls.len();
         while pending > 0 {
-            let msg = match replies.next() {
+            let msg = match drive::next(&mut replies).await {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => return Err(SystemdError::from_call(self.scope, "reply", e)),
                 None => {
@@ -468,7 +512,7 @@ impl Manager {
     /// Start listening for job and unit signals about `unit_paths`. Call this *before*
     /// enqueueing a job, or its `JobRemoved` may be gone before anyone listens.
     pub fn events(&self, unit_paths: &[&str]) -> Result<Events, SystemdError> {
-        Events::new(&self.conn, self.scope, unit_paths)
+        Events::new(&self.background()?, self.scope, unit_paths)
     }
 
     /// Like [`Manager::events`], but each event goes to `sink`, from a thread of its own, until
@@ -478,6 +522,6 @@ impl Manager {
         unit_paths: &[&str],
         sink: impl FnMut(Result<Event, SystemdError>) -> bool + Send + 'static,
     ) -> Result<(), SystemdError> {
-        events::forward(&self.conn, self.scope, unit_paths, sink)
+        events::forward(&self.background()?, self.scope, unit_paths, sink)
     }
 }
