@@ -9,6 +9,7 @@
 pub mod parse;
 
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// One reading of one process.
@@ -33,6 +34,8 @@ pub struct Usage {
     pub rss_bytes: u64,
     /// Sum of proportional set sizes, when asked for.
     pub pss_bytes: Option<u64>,
+    /// When the main process started, in clock ticks after boot (when it was read).
+    pub main_start_ticks: Option<u64>,
 }
 
 /// Reads procfs files of processes into a reused buffer.
@@ -55,11 +58,9 @@ impl ProcReader {
     }
 
     fn read(&mut self, pid: u32, file: &str) -> Sample<()> {
-        self.buf.clear();
         let path = self.root.join(pid.to_string()).join(file);
-        let result = std::fs::File::open(&path).and_then(|mut f| f.read_to_end(&mut self.buf));
-        match result {
-            Ok(_) => Sample::Value(()),
+        match read_into(&path, &mut self.buf) {
+            Ok(()) => Sample::Value(()),
             Err(e) if e.kind() == ErrorKind::PermissionDenied => Sample::Unreadable,
             // ENOENT, ESRCH: the process went away between listing and reading.
             Err(_) => Sample::Gone,
@@ -96,6 +97,21 @@ impl ProcReader {
         self.parsed(pid, "smaps_rollup", parse::smaps_rollup_pss)
     }
 
+    /// The boot clock (`/proc/uptime`): seconds since boot, the clock process start times are
+    /// on.
+    pub fn boot_clock(&mut self) -> Option<f64> {
+        let path = self.root.join("uptime");
+        read_into(&path, &mut self.buf).ok()?;
+        parse::uptime_seconds(&self.buf).ok()
+    }
+
+    /// Seconds from a process start (`start_ticks` after boot) to `now` on the boot clock.
+    pub fn seconds_since(&self, start_ticks: u64, now: f64) -> f64 {
+        #[allow(clippy::cast_precision_loss)] // ticks since boot fit an f64 exactly for aeons
+        let started = start_ticks as f64 / self.ticks_per_second as f64;
+        (now - started).max(0.0)
+    }
+
     /// Seconds since the process started, on the boot clock.
     pub fn process_uptime(&mut self, pid: u32) -> Sample<f64> {
         let stat = match self.parsed(pid, "stat", parse::stat) {
@@ -103,15 +119,10 @@ impl ProcReader {
             Sample::Gone => return Sample::Gone,
             Sample::Unreadable => return Sample::Unreadable,
         };
-        let Ok(now) = std::fs::read(self.root.join("uptime"))
-            .map_err(drop)
-            .and_then(|b| parse::uptime_seconds(&b).map_err(drop))
-        else {
-            return Sample::Unreadable;
-        };
-        #[allow(clippy::cast_precision_loss)] // ticks since boot fit an f64 exactly for aeons
-        let started = stat.start_ticks as f64 / self.ticks_per_second as f64;
-        Sample::Value((now - started).max(0.0))
+        match self.boot_clock() {
+            Some(now) => Sample::Value(self.seconds_since(stat.start_ticks, now)),
+            None => Sample::Unreadable,
+        }
     }
 
     /// The run state of `pid` (`T` when stopped by a signal); see `proc(5)`.
@@ -129,13 +140,27 @@ impl ProcReader {
     }
 
     /// Sum memory over `pids`; `pss` also reads `smaps_rollup` (slower, and needs privilege).
-    pub fn usage(&mut self, pids: &[u32], pss: bool) -> Usage {
+    /// Of `main` (one of `pids`, the unit's main process) `stat` is read instead of `statm`:
+    /// it carries the same RSS and the start time too ([`Usage::main_start_ticks`]).
+    pub fn usage(&mut self, pids: &[u32], pss: bool, main: Option<u32>) -> Usage {
         let mut u = Usage {
             pss_bytes: pss.then_some(0),
             ..Usage::default()
         };
         for &pid in pids {
-            match self.rss_bytes(pid) {
+            let rss = if Some(pid) == main {
+                match self.parsed(pid, "stat", parse::stat) {
+                    Sample::Value(s) => {
+                        u.main_start_ticks = Some(s.start_ticks);
+                        Sample::Value(s.rss_pages * self.page_size)
+                    }
+                    Sample::Gone => Sample::Gone,
+                    Sample::Unreadable => Sample::Unreadable,
+                }
+            } else {
+                self.rss_bytes(pid)
+            };
+            match rss {
                 Sample::Value(rss) => {
                     u.processes += 1;
                     u.rss_bytes += rss;
@@ -156,6 +181,36 @@ impl ProcReader {
             }
         }
         u
+    }
+}
+
+/// Read the whole of a (proc or cgroup) file into `buf`: open, read until end, close. Not
+/// `std::fs::read`, which also stats the file for a size that procfs does not report.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    let mut f = std::fs::File::open(path)?;
+    if buf.capacity() < 4096 {
+        buf.reserve(4096);
+    }
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let len = buf.len();
+        let spare = buf.capacity() - len;
+        buf.resize(len + spare, 0);
+        match f.read(&mut buf[len..]) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(());
+            }
+            Ok(n) => buf.truncate(len + n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(len),
+            Err(e) => {
+                buf.truncate(len);
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -187,26 +242,36 @@ impl CgroupReader {
         if rel.is_empty() || rel.split('/').any(|c| c == "..") {
             return None;
         }
+        let mut buf = Vec::new();
         let dir = self
             .roots
             .iter()
             .map(|r| r.join(rel))
-            .find(|d| d.join("cgroup.procs").is_file())?;
-        let mut pids = Vec::new();
-        collect(&dir, &mut pids);
+            .find(|d| read_into(&d.join("cgroup.procs"), &mut buf).is_ok())?;
+        let mut pids = parse::cgroup_procs(&buf);
+        collect_children(&dir, &mut pids, &mut buf);
         Some(pids)
     }
 }
 
-fn collect(dir: &Path, out: &mut Vec<u32>) {
-    if let Ok(bytes) = std::fs::read(dir.join("cgroup.procs")) {
-        out.extend(parse::cgroup_procs(&bytes));
+/// Add the PIDs of every cgroup below `dir`.
+fn collect_children(dir: &Path, out: &mut Vec<u32>, buf: &mut Vec<u8>) {
+    // A directory's link count is 2 plus its subdirectories on cgroupfs (kernfs), as on
+    // classic Unix file systems: 2 means no child cgroup, and saves listing the directory
+    // (the common case: a unit without delegation has none). Any other count is checked.
+    if std::fs::metadata(dir).is_ok_and(|m| m.nlink() == 2) {
+        return;
     }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                collect(&e.path(), out);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let child = e.path();
+            if read_into(&child.join("cgroup.procs"), buf).is_ok() {
+                out.extend(parse::cgroup_procs(buf));
             }
+            collect_children(&child, out, buf);
         }
     }
 }
@@ -233,12 +298,37 @@ mod tests {
         let root = fake_proc();
         let mut r = ProcReader::new(&root);
         assert_eq!(r.rss_bytes(999_999), Sample::Gone);
-        let u = r.usage(&[100, 999_999], true);
+        let u = r.usage(&[100, 999_999], true, None);
         assert_eq!(u.processes, 1);
         assert_eq!(u.unreadable, 0);
         assert_eq!(u.rss_bytes, 19_793 * procfs::page_size());
         assert!(u.pss_bytes.unwrap() > 64 << 20);
         assert!(matches!(r.process_uptime(100), Sample::Value(s) if s >= 0.0));
+        // The main process is read from `stat`: the same RSS, and its start time.
+        let stat = parse::stat(&std::fs::read(root.join("100/stat")).unwrap()).unwrap();
+        let m = r.usage(&[100], false, Some(100));
+        assert_eq!(m.main_start_ticks, Some(stat.start_ticks));
+        assert_eq!(m.rss_bytes, stat.rss_pages * procfs::page_size());
+        assert_eq!(r.usage(&[100], false, None).main_start_ticks, None);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn processes_of_child_cgroups_are_counted() {
+        let root = std::env::temp_dir().join(format!("imageserving-fakecg-{}", std::process::id()));
+        let unit = root.join("app.slice/a.service");
+        std::fs::create_dir_all(unit.join("workers/w1")).unwrap();
+        std::fs::create_dir_all(root.join("app.slice/b.service")).unwrap();
+        std::fs::write(unit.join("cgroup.procs"), "10\n11\n").unwrap();
+        std::fs::write(unit.join("workers/cgroup.procs"), "").unwrap();
+        std::fs::write(unit.join("workers/w1/cgroup.procs"), "12\n").unwrap();
+        std::fs::write(root.join("app.slice/b.service/cgroup.procs"), "20\n").unwrap();
+        let c = CgroupReader::with_roots(vec![root.join("missing"), root.clone()]);
+        let mut pids = c.pids("/app.slice/a.service").unwrap();
+        pids.sort_unstable();
+        assert_eq!(pids, [10, 11, 12]);
+        assert_eq!(c.pids("/app.slice/b.service").unwrap(), [20]);
+        assert_eq!(c.pids("/app.slice/c.service"), None);
         let _ = std::fs::remove_dir_all(root);
     }
 

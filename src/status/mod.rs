@@ -214,10 +214,14 @@ fn collect_with(
     }
     .into_iter();
     let mut values = values.into_iter();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or(0);
+    // One reading of each clock for every uptime.
+    let now = Clocks {
+        wall_us: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0),
+        boot: procs.boot_clock(),
+    };
     let mut rows = Vec::with_capacity(infos.len());
     for (i, info) in infos.iter().enumerate() {
         let mut vals: Vec<Option<OwnedValue>> = values.by_ref().take(PROPS.len()).collect();
@@ -255,6 +259,15 @@ fn describe_state(active: ActiveState, sub: &str) -> String {
     format!("{} ({sub})", active.as_str())
 }
 
+/// The time, read once for every row.
+#[derive(Debug, Clone, Copy)]
+struct Clocks {
+    /// Microseconds since the epoch (systemd's timestamps are on this clock).
+    wall_us: u128,
+    /// Seconds since boot (process start times are on this clock), when readable.
+    boot: Option<f64>,
+}
+
 /// What is known of a unit before its properties are read.
 struct UnitContext<'a> {
     name: &'static str,
@@ -267,7 +280,7 @@ struct UnitContext<'a> {
 fn collect_unit(
     ctx: &UnitContext<'_>,
     vals: &[Option<OwnedValue>],
-    now_us: u128,
+    now: Clocks,
     pss: bool,
     procs: &mut ProcReader,
     cgroups: &CgroupReader,
@@ -304,18 +317,21 @@ fn collect_unit(
             .map(|p| p.into_iter().map(|(_, pid, _)| pid).collect())
             .unwrap_or_default()
     });
-    let usage = procs.usage(&pids, pss);
-    let uptime_seconds =
-        main_pid
-            .filter(|_| running)
-            .and_then(|pid| match procs.process_uptime(pid) {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                Sample::Value(s) => Some(s as u64),
-                _ => None,
-            });
+    let usage = procs.usage(&pids, pss, main_pid);
+    let uptime = match (usage.main_start_ticks, now.boot) {
+        (Some(start), Some(now)) => Some(procs.seconds_since(start, now)),
+        // The main process is not among the cgroup's (it moved, or the list came from
+        // systemd): read it on its own.
+        _ => main_pid.and_then(|pid| match procs.process_uptime(pid) {
+            Sample::Value(s) => Some(s),
+            _ => None,
+        }),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let uptime_seconds = uptime.filter(|_| running).map(|s| s as u64);
     let systemd_uptime_seconds = started_us
         .filter(|_| running)
-        .and_then(|t| u64::try_from(now_us.saturating_sub(u128::from(t)) / 1_000_000).ok());
+        .and_then(|t| u64::try_from(now.wall_us.saturating_sub(u128::from(t)) / 1_000_000).ok());
     UnitStatus {
         name: ctx.name,
         title: ctx.title,
