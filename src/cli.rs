@@ -111,6 +111,8 @@ impl Request {
                 StatusRequest {
                     only: component,
                     pss,
+                    // The cross-check figure is part of the JSON document only.
+                    systemd_uptime: json,
                 },
                 if json { Format::Json } else { Format::Human },
             ),

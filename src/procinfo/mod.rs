@@ -214,34 +214,63 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
     }
 }
 
-/// Finds a unit's processes from its `ControlGroup` path.
+/// Finds a unit's processes and memory charge from its `ControlGroup` path.
 pub struct CgroupReader {
     roots: Vec<PathBuf>,
+    memory: Vec<(PathBuf, &'static str)>,
 }
 
 impl CgroupReader {
     /// The usual mounts, in the order systemd uses them: the unified (v2) hierarchy of a hybrid
-    /// setup, a pure v2 mount, then the legacy `name=systemd` hierarchy.
+    /// setup, a pure v2 mount, then the legacy `name=systemd` hierarchy. Memory is charged in
+    /// the v2 hierarchy when it has the memory controller (`memory.current`), else in the v1
+    /// memory hierarchy (`memory.usage_in_bytes`): the files systemd reads for
+    /// `MemoryCurrent`.
     pub fn system() -> CgroupReader {
         CgroupReader::with_roots(vec![
             PathBuf::from("/sys/fs/cgroup/unified"),
             PathBuf::from("/sys/fs/cgroup"),
             PathBuf::from("/sys/fs/cgroup/systemd"),
         ])
+        .with_memory(vec![
+            (PathBuf::from("/sys/fs/cgroup"), "memory.current"),
+            (
+                PathBuf::from("/sys/fs/cgroup/memory"),
+                "memory.usage_in_bytes",
+            ),
+        ])
     }
 
-    /// A reader over these candidate mount points.
+    /// A reader over these candidate mount points (and no memory figures).
     pub fn with_roots(roots: Vec<PathBuf>) -> CgroupReader {
-        CgroupReader { roots }
+        CgroupReader {
+            roots,
+            memory: Vec::new(),
+        }
+    }
+
+    /// Where to read a cgroup's memory charge: (mount point, file), first found wins.
+    pub fn with_memory(mut self, memory: Vec<(PathBuf, &'static str)>) -> CgroupReader {
+        self.memory = memory;
+        self
+    }
+
+    /// The memory charged to the cgroup `control_group`, page cache included: the figure
+    /// systemd reports as `MemoryCurrent`. `None` when no candidate has it (no memory
+    /// controller for that cgroup: systemd would say "unknown" too).
+    pub fn memory_bytes(&self, control_group: &str) -> Option<u64> {
+        let rel = relative(control_group)?;
+        let mut buf = Vec::with_capacity(32);
+        self.memory
+            .iter()
+            .find(|(root, file)| read_into(&root.join(rel).join(file), &mut buf).is_ok())?;
+        parse::single_u64(&buf).ok()
     }
 
     /// Every PID in the cgroup `control_group` and its children; `None` when no candidate mount
     /// has that cgroup (then ask systemd instead).
     pub fn pids(&self, control_group: &str) -> Option<Vec<u32>> {
-        let rel = control_group.trim_start_matches('/');
-        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-            return None;
-        }
+        let rel = relative(control_group)?;
         let mut buf = Vec::new();
         let dir = self
             .roots
@@ -252,6 +281,12 @@ impl CgroupReader {
         collect_children(&dir, &mut pids, &mut buf);
         Some(pids)
     }
+}
+
+/// A cgroup path relative to a mount point; `None` for the root or a path that climbs out.
+fn relative(control_group: &str) -> Option<&str> {
+    let rel = control_group.trim_start_matches('/');
+    (!rel.is_empty() && !rel.split('/').any(|c| c == "..")).then_some(rel)
 }
 
 /// Add the PIDs of every cgroup below `dir`.
@@ -329,6 +364,22 @@ mod tests {
         assert_eq!(pids, [10, 11, 12]);
         assert_eq!(c.pids("/app.slice/b.service").unwrap(), [20]);
         assert_eq!(c.pids("/app.slice/c.service"), None);
+        // Memory: v2's file where the v2 hierarchy has it, else v1's.
+        std::fs::create_dir_all(root.join("memory/app.slice/b.service")).unwrap();
+        std::fs::write(unit.join("memory.current"), "4096\n").unwrap();
+        std::fs::write(
+            root.join("memory/app.slice/b.service/memory.usage_in_bytes"),
+            "8192\n",
+        )
+        .unwrap();
+        let c = c.with_memory(vec![
+            (root.clone(), "memory.current"),
+            (root.join("memory"), "memory.usage_in_bytes"),
+        ]);
+        assert_eq!(c.memory_bytes("/app.slice/a.service"), Some(4096));
+        assert_eq!(c.memory_bytes("/app.slice/b.service"), Some(8192));
+        assert_eq!(c.memory_bytes("/app.slice/c.service"), None);
+        assert_eq!(c.memory_bytes("/"), None);
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -337,5 +388,6 @@ mod tests {
         let c = CgroupReader::with_roots(vec![PathBuf::from("/sys/fs/cgroup")]);
         assert_eq!(c.pids("/../../etc"), None);
         assert_eq!(c.pids(""), None);
+        assert_eq!(c.memory_bytes("/../../etc"), None);
     }
 }

@@ -111,6 +111,14 @@ pub fn uptime_seconds(bytes: &[u8]) -> Result<f64, ParseError> {
         .map_err(|e| err("uptime", e))
 }
 
+/// A cgroup file that holds one number (`memory.current`, `memory.usage_in_bytes`).
+pub fn single_u64(bytes: &[u8]) -> Result<u64, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| err("cgroup file", e))?;
+    text.trim()
+        .parse()
+        .map_err(|e| err("cgroup file", format!("{e}: {:?}", text.trim())))
+}
+
 /// The process's cgroup in the hierarchy systemd manages, from `/proc/<pid>/cgroup`: the
 /// unified (`0::`) line, or on a legacy-only system the `name=systemd` line.
 pub fn proc_cgroup_path(bytes: &[u8]) -> Option<String> {
@@ -251,6 +259,9 @@ mod tests {
             350_735.47
         );
         assert_eq!(cgroup_procs(b"1\n22\n\n333\n"), vec![1, 22, 333]);
+        assert_eq!(single_u64(b"17338368\n").unwrap(), 17_338_368);
+        assert!(single_u64(b"max\n").is_err());
+        assert!(single_u64(b"").is_err());
     }
 
     // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
@@ -264,6 +275,7 @@ mod tests {
             let _ = uptime_seconds(&bytes);
             let _ = cgroup_procs(&bytes);
             let _ = proc_cgroup_path(&bytes);
+            let _ = single_u64(&bytes);
         }
 
         /// Captured files, cut short and with bytes changed: closer to real input than noise.

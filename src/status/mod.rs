@@ -14,7 +14,7 @@ use zbus::zvariant::OwnedValue;
 
 use crate::component::{Component, SUPERVISOR};
 use crate::error::{exit, Error};
-use crate::procinfo::{CgroupReader, ProcReader, Sample};
+use crate::procinfo::{CgroupReader, ProcReader, Sample, Usage};
 use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
 
 pub use render::{human, Style};
@@ -26,6 +26,10 @@ pub struct StatusRequest {
     pub only: Option<Component>,
     /// Also read proportional set sizes.
     pub pss: bool,
+    /// Also read systemd's start time of each main process (`ExecMainStartTimestamp`), which
+    /// cross-checks the uptime read from procfs ([`UnitStatus::systemd_uptime_seconds`]).
+    /// One more message per unit; the table does not show it, `--json` does.
+    pub systemd_uptime: bool,
 }
 
 /// The whole answer, as printed by `--json` (keys are stable once published).
@@ -60,7 +64,9 @@ pub struct Memory {
     /// Sum of PSS (procfs `smaps_rollup`), when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pss_bytes: Option<u64>,
-    /// systemd's `MemoryCurrent` (the cgroup's charge, page cache included).
+    /// The memory charged to the unit's cgroup, page cache included: the figure systemd
+    /// reports as `MemoryCurrent` (read from the same file, `memory.current`, or
+    /// `memory.usage_in_bytes` on cgroup v1).
     pub cgroup_bytes: Option<u64>,
 }
 
@@ -103,20 +109,18 @@ pub struct UnitStatus {
 impl UnitStatus {
     /// Whether the unit is up.
     pub fn is_running(&self) -> bool {
-        self.active == ActiveState::Active || self.active == ActiveState::Reloading
+        self.active.is_up()
     }
 }
 
 /// The properties read for every unit, in the order [`collect_unit`] takes them. Each is one
-/// message; the set is kept to what the table shows. The unit's cgroup comes from procfs
-/// (`/proc/MAINPID/cgroup`) rather than from `ControlGroup`, and `Result` is read only for a
-/// unit that is not active, where it explains why.
-const PROPS: [&str; 4] = [
-    "MainPID",
-    "MemoryCurrent",
-    "NRestarts",
-    "ExecMainStartTimestamp",
-];
+/// message through the bus daemon, the dearest part of `status`, so the set is kept to what is
+/// shown and what only systemd knows: the unit's cgroup comes from procfs
+/// (`/proc/MAINPID/cgroup`) rather than `ControlGroup`, its memory charge from the cgroup file
+/// that systemd itself reads for `MemoryCurrent`; the last, the start time, is read only when
+/// asked for ([`StatusRequest::systemd_uptime`]); and `Result` only for a unit that is not
+/// active, where it explains why.
+const PROPS: [&str; 3] = ["MainPID", "NRestarts", "ExecMainStartTimestamp"];
 /// Read in addition for units that are not active.
 const PROP_RESULT: &str = "Result";
 
@@ -146,7 +150,12 @@ fn collect_with(
         .collect();
     // One round trip: the states of all units (ListUnitsByNames loads unit files not yet
     // loaded) and the properties the table shows.
-    let (infos, values) = mgr.units_with_properties(&names, &PROPS)?;
+    let props = if req.systemd_uptime {
+        &PROPS[..]
+    } else {
+        &PROPS[..PROPS.len() - 1]
+    };
+    let (infos, values) = mgr.units_with_properties(&names, props)?;
     if let Some(missing) = infos.iter().find(|i| !i.is_installed()) {
         return Err(Error::NotInstalled {
             unit: missing.name.clone(),
@@ -160,10 +169,7 @@ fn collect_with(
     let Some(sup_info) = infos.first() else {
         return Err(Error::NotAsAsked("the manager returned no units".into()));
     };
-    if !matches!(
-        sup_info.active_state,
-        ActiveState::Active | ActiveState::Reloading
-    ) {
+    if !sup_info.active_state.is_up() {
         return Ok(StackStatus {
             scope,
             supervisor: SupervisorStatus {
@@ -195,9 +201,7 @@ fn collect_with(
         });
     }
     // Why a unit is not running is worth a second round trip; on the hot path all run.
-    let running = |i: &crate::systemd::UnitInfo| {
-        matches!(i.active_state, ActiveState::Active | ActiveState::Reloading)
-    };
+    let running = |i: &crate::systemd::UnitInfo| i.active_state.is_up();
     let result_requests: Vec<PropertyRequest<'_>> = infos
         .iter()
         .filter(|i| !running(i))
@@ -224,7 +228,9 @@ fn collect_with(
     };
     let mut rows = Vec::with_capacity(infos.len());
     for (i, info) in infos.iter().enumerate() {
-        let mut vals: Vec<Option<OwnedValue>> = values.by_ref().take(PROPS.len()).collect();
+        let mut vals: Vec<Option<OwnedValue>> = values.by_ref().take(props.len()).collect();
+        // What was not asked for is unknown.
+        vals.resize_with(PROPS.len(), || None);
         if !running(info) {
             vals.push(results.next().flatten());
         }
@@ -277,6 +283,65 @@ struct UnitContext<'a> {
     sub_state: &'a str,
 }
 
+/// What procfs and the cgroup file system say of a unit.
+struct Observed {
+    usage: Usage,
+    /// Seconds since the main process started.
+    uptime: Option<f64>,
+    /// The cgroup's memory charge.
+    cgroup_bytes: Option<u64>,
+}
+
+/// Observe a unit through its main process: its cgroup (`/proc/PID/cgroup`), every process in
+/// it, their memory. `None` when the main process's cgroup cannot be read (then ask systemd).
+fn observe_main(
+    pid: u32,
+    pss: bool,
+    boot: Option<f64>,
+    procs: &mut ProcReader,
+    cgroups: &CgroupReader,
+) -> Option<Observed> {
+    let Sample::Value(cgroup) = procs.cgroup_path(pid) else {
+        return None;
+    };
+    let pids = cgroups.pids(&cgroup)?;
+    Some(observe(
+        &pids,
+        Some(pid),
+        Some(&cgroup),
+        pss,
+        boot,
+        procs,
+        cgroups,
+    ))
+}
+
+fn observe(
+    pids: &[u32],
+    main_pid: Option<u32>,
+    cgroup: Option<&str>,
+    pss: bool,
+    boot: Option<f64>,
+    procs: &mut ProcReader,
+    cgroups: &CgroupReader,
+) -> Observed {
+    let usage = procs.usage(pids, pss, main_pid);
+    let uptime = match (usage.main_start_ticks, boot) {
+        (Some(start), Some(now)) => Some(procs.seconds_since(start, now)),
+        // The main process is not among the cgroup's (it moved, or the list came from
+        // systemd): read it on its own.
+        _ => main_pid.and_then(|pid| match procs.process_uptime(pid) {
+            Sample::Value(s) => Some(s),
+            _ => None,
+        }),
+    };
+    Observed {
+        usage,
+        uptime,
+        cgroup_bytes: cgroup.and_then(|cg| cgroups.memory_bytes(cg)),
+    }
+}
+
 fn collect_unit(
     ctx: &UnitContext<'_>,
     vals: &[Option<OwnedValue>],
@@ -290,45 +355,44 @@ fn collect_unit(
     let main_pid = get(0)
         .and_then(|v| u32::try_from(v).ok())
         .filter(|p| *p > 0);
-    // systemd reports "unknown" memory as u64::MAX.
-    let cgroup_bytes = get(1)
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|b| *b != u64::MAX);
-    let restarts = get(2).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-    let started_us = get(3)
+    let restarts = get(1).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let started_us = get(2)
         .and_then(|v| u64::try_from(v).ok())
         .filter(|t| *t > 0);
-    let result = get(4)
+    let result = get(3)
         .and_then(|v| String::try_from(v).ok())
         .unwrap_or_else(|| "success".to_owned());
 
-    let running = matches!(ctx.active, ActiveState::Active | ActiveState::Reloading);
-    // The main process's cgroup is the unit's; without a main process, ask systemd (a unit
-    // that is stopping may still have control processes).
-    let pids = match main_pid.map(|pid| procs.cgroup_path(pid)) {
-        Some(Sample::Value(cg)) => cgroups.pids(&cg),
-        _ => None,
-    };
-    let pids = pids.unwrap_or_else(|| {
-        if ctx.active.is_down() {
-            return Vec::new();
-        }
-        mgr.unit_processes(ctx.unit)
-            .map(|p| p.into_iter().map(|(_, pid, _)| pid).collect())
-            .unwrap_or_default()
+    let running = ctx.active.is_up();
+    // Observed through the main process; else (no main process, e.g. a unit that is stopping
+    // but still has control processes) through systemd's list of the unit's processes.
+    let seen = main_pid.and_then(|pid| observe_main(pid, pss, now.boot, procs, cgroups));
+    let seen = seen.unwrap_or_else(|| {
+        let listed = if ctx.active.is_down() {
+            Vec::new()
+        } else {
+            mgr.unit_processes(ctx.unit).unwrap_or_default()
+        };
+        // systemd names each process's cgroup; the unit's is the shortest.
+        let cgroup = listed
+            .iter()
+            .map(|(cg, _, _)| cg.as_str())
+            .min_by_key(|cg| cg.len())
+            .map(str::to_owned);
+        let pids: Vec<u32> = listed.iter().map(|(_, pid, _)| *pid).collect();
+        observe(
+            &pids,
+            main_pid,
+            cgroup.as_deref(),
+            pss,
+            now.boot,
+            procs,
+            cgroups,
+        )
     });
-    let usage = procs.usage(&pids, pss, main_pid);
-    let uptime = match (usage.main_start_ticks, now.boot) {
-        (Some(start), Some(now)) => Some(procs.seconds_since(start, now)),
-        // The main process is not among the cgroup's (it moved, or the list came from
-        // systemd): read it on its own.
-        _ => main_pid.and_then(|pid| match procs.process_uptime(pid) {
-            Sample::Value(s) => Some(s),
-            _ => None,
-        }),
-    };
+    let usage = seen.usage;
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let uptime_seconds = uptime.filter(|_| running).map(|s| s as u64);
+    let uptime_seconds = seen.uptime.filter(|_| running).map(|s| s as u64);
     let systemd_uptime_seconds = started_us
         .filter(|_| running)
         .and_then(|t| u64::try_from(now.wall_us.saturating_sub(u128::from(t)) / 1_000_000).ok());
@@ -345,7 +409,7 @@ fn collect_unit(
         memory: Memory {
             rss_bytes: usage.rss_bytes,
             pss_bytes: usage.pss_bytes,
-            cgroup_bytes,
+            cgroup_bytes: seen.cgroup_bytes,
         },
         processes: usage.processes,
         unreadable_processes: usage.unreadable,

@@ -50,6 +50,11 @@ impl ActiveState {
         }
     }
 
+    /// Whether the unit is up (`active`, or `reloading`, which is up too).
+    pub fn is_up(self) -> bool {
+        matches!(self, ActiveState::Active | ActiveState::Reloading)
+    }
+
     /// Whether the unit has no process running any more.
     pub fn is_down(self) -> bool {
         matches!(self, ActiveState::Inactive | ActiveState::Failed)
