@@ -4,5 +4,13 @@
 #   BENCH_RUNS=200 BENCH_LOAD_SECONDS=10 BENCH_FOOTPRINT_SECONDS=60 scripts/bench.sh
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --locked --example dbus_floor
+# What is measured is what ships: the binaries as packaging/build.sh links them, and the
+# floor program linked as the CLI is. Copied aside: the test build below relinks
+# target/release/ImageServing its own way.
+packaging/build.sh
+cargo rustc --release --locked --example dbus_floor -- -C target-feature=+crt-static
+mkdir -p target/bench
+cp target/release/ImageServing target/release/examples/dbus_floor target/bench/
+export IMAGESERVING_BENCH_CLI="$PWD/target/bench/ImageServing"
+export IMAGESERVING_BENCH_FLOOR="$PWD/target/bench/dbus_floor"
 exec cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 bench::bench

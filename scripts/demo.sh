@@ -49,7 +49,7 @@ if [ "${1:-}" = stop ]; then
 fi
 
 echo "== building"
-(cd "$here" && cargo build --release --quiet)
+CARGO_TERM_QUIET=true "$here/packaging/build.sh"
 bin="$here/target/release"
 
 if have_user_manager; then

@@ -59,7 +59,7 @@ impl ProcReader {
 
     fn read(&mut self, pid: u32, file: &str) -> Sample<()> {
         let path = self.root.join(pid.to_string()).join(file);
-        match read_into(&path, &mut self.buf) {
+        match read_into(&path, &mut self.buf, Records::One) {
             Ok(()) => Sample::Value(()),
             Err(e) if e.kind() == ErrorKind::PermissionDenied => Sample::Unreadable,
             // ENOENT, ESRCH: the process went away between listing and reading.
@@ -101,7 +101,7 @@ impl ProcReader {
     /// on.
     pub fn boot_clock(&mut self) -> Option<f64> {
         let path = self.root.join("uptime");
-        read_into(&path, &mut self.buf).ok()?;
+        read_into(&path, &mut self.buf, Records::One).ok()?;
         parse::uptime_seconds(&self.buf).ok()
     }
 
@@ -184,9 +184,23 @@ impl ProcReader {
     }
 }
 
-/// Read the whole of a (proc or cgroup) file into `buf`: open, read until end, close. Not
-/// `std::fs::read`, which also stats the file for a size that procfs does not report.
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// How a file's content comes out of the kernel, which says when a read has seen it all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Records {
+    /// One record made whole on each read (procfs and cgroup files made with `single_open`:
+    /// `/proc/PID/{stat,statm,cgroup,smaps_rollup}`, `/proc/uptime`, `memory.current`): a
+    /// read that does not fill the buffer has returned all of it.
+    One,
+    /// Many records (`cgroup.procs`): a read may stop short before a record that does not
+    /// fit, so only a read of nothing means the end.
+    Many,
+}
+
+/// Read the whole of a (proc or cgroup) file into `buf`: open, read until the end, close. Not
+/// `std::fs::read`, which also stats the file for a size that procfs does not report; and for
+/// one-record files, no last read to learn what the short read already said (this is run
+/// once per process: with a thousand processes in a unit, system calls are the cost).
+fn read_into(path: &Path, buf: &mut Vec<u8>, records: Records) -> std::io::Result<()> {
     buf.clear();
     let mut f = std::fs::File::open(path)?;
     if buf.capacity() < 4096 {
@@ -204,7 +218,12 @@ fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
                 buf.truncate(len);
                 return Ok(());
             }
-            Ok(n) => buf.truncate(len + n),
+            Ok(n) => {
+                buf.truncate(len + n);
+                if records == Records::One && n < spare {
+                    return Ok(());
+                }
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(len),
             Err(e) => {
                 buf.truncate(len);
@@ -261,9 +280,9 @@ impl CgroupReader {
     pub fn memory_bytes(&self, control_group: &str) -> Option<u64> {
         let rel = relative(control_group)?;
         let mut buf = Vec::with_capacity(32);
-        self.memory
-            .iter()
-            .find(|(root, file)| read_into(&root.join(rel).join(file), &mut buf).is_ok())?;
+        self.memory.iter().find(|(root, file)| {
+            read_into(&root.join(rel).join(file), &mut buf, Records::One).is_ok()
+        })?;
         parse::single_u64(&buf).ok()
     }
 
@@ -276,7 +295,7 @@ impl CgroupReader {
             .roots
             .iter()
             .map(|r| r.join(rel))
-            .find(|d| read_into(&d.join("cgroup.procs"), &mut buf).is_ok())?;
+            .find(|d| read_into(&d.join("cgroup.procs"), &mut buf, Records::Many).is_ok())?;
         let mut pids = parse::cgroup_procs(&buf);
         collect_children(&dir, &mut pids, &mut buf);
         Some(pids)
@@ -303,7 +322,7 @@ fn collect_children(dir: &Path, out: &mut Vec<u32>, buf: &mut Vec<u8>) {
     for e in entries.flatten() {
         if e.file_type().is_ok_and(|t| t.is_dir()) {
             let child = e.path();
-            if read_into(&child.join("cgroup.procs"), buf).is_ok() {
+            if read_into(&child.join("cgroup.procs"), buf, Records::Many).is_ok() {
                 out.extend(parse::cgroup_procs(buf));
             }
             collect_children(&child, out, buf);

@@ -143,11 +143,23 @@ fn interleaved(cmds: &mut [Command], runs: usize) -> Vec<Stats> {
     samples.into_iter().map(Stats::of).collect()
 }
 
+/// The `ImageServing` measured: as shipped (`scripts/bench.sh` builds it with
+/// `packaging/build.sh` and names it in `IMAGESERVING_BENCH_CLI`), else this build's.
+fn cli() -> String {
+    std::env::var("IMAGESERVING_BENCH_CLI").unwrap_or_else(|_| IMAGESERVING.to_owned())
+}
+
+/// The floor program (`examples/dbus_floor.rs`), linked as the CLI is; named by
+/// `scripts/bench.sh` in `IMAGESERVING_BENCH_FLOOR`.
 fn floor_binary() -> PathBuf {
-    let p = std::path::Path::new(IMAGESERVING)
-        .parent()
-        .expect("dir")
-        .join("examples/dbus_floor");
+    let p = std::env::var_os("IMAGESERVING_BENCH_FLOOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(IMAGESERVING)
+                .parent()
+                .expect("dir")
+                .join("examples/dbus_floor")
+        });
     assert!(
         p.exists(),
         "{} missing: run through scripts/bench.sh",
@@ -207,6 +219,7 @@ fn bench() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     let mut table = Table { rows: Vec::new() };
+    let cli = cli();
 
     // 1. status against systemctl show and the floor.
     let sb = Sandbox::new();
@@ -220,8 +233,8 @@ fn bench() {
     show_args.extend(imageserving::component::stack_units());
     let floor = floor_binary();
     let mut cmds = [
-        command(&sb, IMAGESERVING, &["--user", "status"]),
-        command(&sb, IMAGESERVING, &["--user", "status", "svg"]),
+        command(&sb, &cli, &["--user", "status"]),
+        command(&sb, &cli, &["--user", "status", "svg"]),
         command(&sb, "systemctl", &show_args),
         command(&sb, floor.to_str().expect("path"), &[]),
     ];
@@ -251,12 +264,13 @@ fn bench() {
     let handles: Vec<_> = (0..50)
         .map(|_| {
             let env = env.clone();
+            let cli = cli.clone();
             std::thread::spawn(move || {
                 let mut lat = Vec::new();
                 let mut failures = 0;
                 while Instant::now() < until {
                     let t = Instant::now();
-                    let ok = Command::new(IMAGESERVING)
+                    let ok = Command::new(&cli)
                         .args(["--user", "status", "--json"])
                         .env_clear()
                         .envs(env.clone())
@@ -364,13 +378,9 @@ fn bench() {
         t.elapsed().as_secs_f64() * 1e3
     };
     for _ in 0..cycles {
-        ours[0].push(time(&mut command(&sb, IMAGESERVING, &["--user", "start"])));
-        ours[2].push(time(&mut command(
-            &sb,
-            IMAGESERVING,
-            &["--user", "restart"],
-        )));
-        ours[1].push(time(&mut command(&sb, IMAGESERVING, &["--user", "stop"])));
+        ours[0].push(time(&mut command(&sb, &cli, &["--user", "start"])));
+        ours[2].push(time(&mut command(&sb, &cli, &["--user", "restart"])));
+        ours[1].push(time(&mut command(&sb, &cli, &["--user", "stop"])));
         left_ours += sb.stack_pids().len();
         theirs[0].push(time(&mut command(
             &sb,
@@ -462,7 +472,7 @@ fn bench() {
             std::thread::sleep(Duration::from_millis(50));
         }
         let procs = children + 1;
-        let mut cmds = [command(&sb, IMAGESERVING, &["--user", "status", "svg"])];
+        let mut cmds = [command(&sb, &cli, &["--user", "status", "svg"])];
         let s = interleaved(&mut cmds, runs.min(100))[0];
         let b = *base.get_or_insert(s.median);
         let met = (procs >= 1000).then_some(s.median / b < 5.0);
