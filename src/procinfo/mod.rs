@@ -38,6 +38,24 @@ pub struct Usage {
     pub main_start_ticks: Option<u64>,
 }
 
+/// From this many processes on, a unit's processes are read by several threads.
+const PARALLEL_FROM: usize = 128;
+/// At most this many threads read one unit's processes.
+const MAX_THREADS: usize = 4;
+
+impl Usage {
+    fn add(&mut self, other: &Usage) {
+        self.processes += other.processes;
+        self.unreadable += other.unreadable;
+        self.rss_bytes += other.rss_bytes;
+        self.pss_bytes = match (self.pss_bytes, other.pss_bytes) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.main_start_ticks = self.main_start_ticks.or(other.main_start_ticks);
+    }
+}
+
 /// Reads procfs files of processes into a reused buffer.
 pub struct ProcReader {
     root: PathBuf,
@@ -142,7 +160,64 @@ impl ProcReader {
     /// Sum memory over `pids`; `pss` also reads `smaps_rollup` (slower, and needs privilege).
     /// Of `main` (one of `pids`, the unit's main process) `stat` is read instead of `statm`:
     /// it carries the same RSS and the start time too ([`Usage::main_start_ticks`]).
+    ///
+    /// A unit with many processes (an Image Server with its workers) is read by several
+    /// threads, one per CPU up to four: each process costs a few system calls, and those run
+    /// in parallel.
     pub fn usage(&mut self, pids: &[u32], pss: bool, main: Option<u32>) -> Usage {
+        if pids.len() < PARALLEL_FROM {
+            return self.usage_here(pids, pss, main);
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_THREADS);
+        if threads < 2 {
+            return self.usage_here(pids, pss, main);
+        }
+        let chunk = pids.len().div_ceil(threads);
+        // Every part goes to a thread of its own while this one waits: a thread that shares
+        // its CPU with the one that spawned it gains nothing, and the scheduler places a new
+        // thread best on a CPU nobody is using.
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = pids
+                .chunks(chunk)
+                .map(|part| {
+                    let mut reader = self.sibling();
+                    let work = move || reader.usage_here(part, pss, main);
+                    std::thread::Builder::new()
+                        .spawn_scoped(scope, work)
+                        .map_err(|_| part)
+                })
+                .collect();
+            let mut total = Usage {
+                pss_bytes: pss.then_some(0),
+                ..Usage::default()
+            };
+            for part in parts {
+                let u = match part {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                    // No thread to be had: read that part here.
+                    Err(part) => self.usage_here(part, pss, main),
+                };
+                total.add(&u);
+            }
+            total
+        })
+    }
+
+    /// A reader of the same procfs with a buffer of its own, for another thread.
+    fn sibling(&self) -> ProcReader {
+        ProcReader {
+            root: self.root.clone(),
+            page_size: self.page_size,
+            ticks_per_second: self.ticks_per_second,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    fn usage_here(&mut self, pids: &[u32], pss: bool, main: Option<u32>) -> Usage {
         let mut u = Usage {
             pss_bytes: pss.then_some(0),
             ..Usage::default()
@@ -364,6 +439,32 @@ mod tests {
         assert_eq!(m.main_start_ticks, Some(stat.start_ticks));
         assert_eq!(m.rss_bytes, stat.rss_pages * procfs::page_size());
         assert_eq!(r.usage(&[100], false, None).main_start_ticks, None);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn many_processes_are_read_in_parallel_and_summed_alike() {
+        let root =
+            std::env::temp_dir().join(format!("imageserving-fakeproc-many-{}", std::process::id()));
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/proc");
+        let pids: Vec<u32> = (1000..1000 + 3 * PARALLEL_FROM as u32).collect();
+        for pid in &pids {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in ["stat", "statm"] {
+                std::fs::copy(data.join(format!("python64m.{f}")), dir.join(f)).unwrap();
+            }
+        }
+        // One of them went away mid-read.
+        let mut listed = pids.clone();
+        listed.push(999_999);
+        let mut r = ProcReader::new(&root);
+        let main = Some(pids[pids.len() - 1]);
+        let parallel = r.usage(&listed, false, main);
+        let serial = r.usage_here(&listed, false, main);
+        assert_eq!(parallel, serial);
+        assert_eq!(parallel.processes, 3 * PARALLEL_FROM as u32);
+        assert!(parallel.main_start_ticks.is_some());
         let _ = std::fs::remove_dir_all(root);
     }
 

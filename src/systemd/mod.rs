@@ -20,7 +20,7 @@ mod drive;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use zbus::message::{Message, Type as MessageType};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
@@ -155,8 +155,8 @@ pub struct Manager {
     conn: Connection,
     scope: Scope,
     address: String,
-    /// Set once a thread reads the connection in the background (see the module's docs).
-    reader: OnceLock<()>,
+    /// Whether a thread reads the connection in the background (see the module's docs).
+    reader: AtomicBool,
 }
 
 /// One property to fetch with [`Manager::get_many`].
@@ -214,7 +214,7 @@ impl Manager {
             conn,
             scope,
             address,
-            reader: OnceLock::new(),
+            reader: AtomicBool::new(false),
         })
     }
 
@@ -226,13 +226,15 @@ impl Manager {
     /// A blocking view of the connection whose reads go on while nobody calls: starts (once)
     /// the thread that drives it in the background.
     fn background(&self) -> Result<zbus::blocking::Connection, SystemdError> {
-        if self.reader.get().is_none() {
-            drive::spawn_driver(self.conn.executor().clone()).map_err(|e| SystemdError::Call {
-                scope: self.scope,
-                method: "Subscribe",
-                detail: format!("cannot start the connection's reader thread: {e}"),
+        if !self.reader.swap(true, Ordering::AcqRel) {
+            drive::spawn_driver(self.conn.executor().clone()).map_err(|e| {
+                self.reader.store(false, Ordering::Release);
+                SystemdError::Call {
+                    scope: self.scope,
+                    method: "Subscribe",
+                    detail: format!("cannot start the connection's reader thread: {e}"),
+                }
             })?;
-            let _ = self.reader.set(());
         }
         Ok(zbus::blocking::Connection::from(self.conn.clone()))
     }
