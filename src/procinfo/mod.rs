@@ -8,6 +8,7 @@
 
 pub mod parse;
 
+use std::cell::Cell;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -312,6 +313,28 @@ fn read_into(path: &Path, buf: &mut Vec<u8>, records: Records) -> std::io::Resul
 pub struct CgroupReader {
     roots: Vec<PathBuf>,
     memory: Vec<(PathBuf, &'static str)>,
+    /// Which candidate answered last, tried first next time: every unit of a machine lives
+    /// in the same hierarchy.
+    last_root: Cell<usize>,
+    last_memory: Cell<usize>,
+}
+
+/// The first of `candidates` for which `read` succeeds, starting at the one in `last` (and
+/// remembering it there).
+fn first_that<'a, T>(
+    candidates: &'a [T],
+    last: &Cell<usize>,
+    mut read: impl FnMut(&T) -> bool,
+) -> Option<&'a T> {
+    let start = last.get().min(candidates.len().saturating_sub(1));
+    let order = (start..candidates.len()).chain(0..start);
+    for i in order {
+        if read(&candidates[i]) {
+            last.set(i);
+            return Some(&candidates[i]);
+        }
+    }
+    None
 }
 
 impl CgroupReader {
@@ -340,6 +363,8 @@ impl CgroupReader {
         CgroupReader {
             roots,
             memory: Vec::new(),
+            last_root: Cell::new(0),
+            last_memory: Cell::new(0),
         }
     }
 
@@ -355,7 +380,7 @@ impl CgroupReader {
     pub fn memory_bytes(&self, control_group: &str) -> Option<u64> {
         let rel = relative(control_group)?;
         let mut buf = Vec::with_capacity(32);
-        self.memory.iter().find(|(root, file)| {
+        first_that(&self.memory, &self.last_memory, |(root, file)| {
             read_into(&root.join(rel).join(file), &mut buf, Records::One).is_ok()
         })?;
         parse::single_u64(&buf).ok()
@@ -366,11 +391,10 @@ impl CgroupReader {
     pub fn pids(&self, control_group: &str) -> Option<Vec<u32>> {
         let rel = relative(control_group)?;
         let mut buf = Vec::new();
-        let dir = self
-            .roots
-            .iter()
-            .map(|r| r.join(rel))
-            .find(|d| read_into(&d.join("cgroup.procs"), &mut buf, Records::Many).is_ok())?;
+        let root = first_that(&self.roots, &self.last_root, |r| {
+            read_into(&r.join(rel).join("cgroup.procs"), &mut buf, Records::Many).is_ok()
+        })?;
+        let dir = root.join(rel);
         let mut pids = parse::cgroup_procs(&buf);
         collect_children(&dir, &mut pids, &mut buf);
         Some(pids)
@@ -500,6 +524,9 @@ mod tests {
         assert_eq!(c.memory_bytes("/app.slice/b.service"), Some(8192));
         assert_eq!(c.memory_bytes("/app.slice/c.service"), None);
         assert_eq!(c.memory_bytes("/"), None);
+        // The candidate that answered last is tried first; the others still are.
+        assert_eq!(c.memory_bytes("/app.slice/a.service"), Some(4096));
+        assert_eq!(c.pids("/app.slice/b.service").unwrap(), [20]);
         let _ = std::fs::remove_dir_all(root);
     }
 
