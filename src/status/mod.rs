@@ -1,9 +1,10 @@
 //! `status`: the supervisor check, then per component its state, uptime, memory, process and
 //! restart counts.
 //!
-//! Cost is the hot path here: one connection, one `ListUnitsByNames` for every state, one
-//! pipelined batch of property reads for everything else, then procfs. Nothing is fetched for a
-//! component that was not asked for.
+//! Cost is the hot path here: one connection and one round trip, `ListUnitsByNames` for every
+//! state pipelined with reads of what only systemd knows (main PID, restart count); then procfs
+//! and the cgroup files for the rest. Nothing is fetched for a component that was not asked
+//! for, nor what the output will not show.
 
 mod render;
 
