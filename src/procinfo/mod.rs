@@ -214,7 +214,7 @@ impl ProcReader {
             root: self.root.clone(),
             page_size: self.page_size,
             ticks_per_second: self.ticks_per_second,
-            buf: Vec::with_capacity(4096),
+            buf: Vec::new(),
         }
     }
 
@@ -279,32 +279,18 @@ enum Records {
 fn read_into(path: &Path, buf: &mut Vec<u8>, records: Records) -> std::io::Result<()> {
     buf.clear();
     let mut f = std::fs::File::open(path)?;
-    if buf.capacity() < 4096 {
-        buf.reserve(4096);
-    }
+    let mut chunk = [0u8; 4096];
     loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(buf.capacity());
-        }
-        let len = buf.len();
-        let spare = buf.capacity() - len;
-        buf.resize(len + spare, 0);
-        match f.read(&mut buf[len..]) {
-            Ok(0) => {
-                buf.truncate(len);
-                return Ok(());
-            }
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(()),
             Ok(n) => {
-                buf.truncate(len + n);
-                if records == Records::One && n < spare {
+                buf.extend_from_slice(&chunk[..n]);
+                if records == Records::One && n < chunk.len() {
                     return Ok(());
                 }
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => buf.truncate(len),
-            Err(e) => {
-                buf.truncate(len);
-                return Err(e);
-            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -264,18 +264,23 @@ mod tests {
         assert!(single_u64(b"").is_err());
     }
 
+    /// Feed `bytes` to every parser; none may panic, whatever the result.
+    fn every_parser(bytes: &[u8]) {
+        let _ = stat(bytes);
+        let _ = statm_resident_pages(bytes);
+        let _ = status_vm_rss(bytes);
+        let _ = smaps_rollup_pss(bytes);
+        let _ = uptime_seconds(bytes);
+        let _ = cgroup_procs(bytes);
+        let _ = proc_cgroup_path(bytes);
+        let _ = single_u64(bytes);
+    }
+
     // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
     proptest::proptest! {
         #[test]
         fn fuzz_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
-            let _ = stat(&bytes);
-            let _ = statm_resident_pages(&bytes);
-            let _ = status_vm_rss(&bytes);
-            let _ = smaps_rollup_pss(&bytes);
-            let _ = uptime_seconds(&bytes);
-            let _ = cgroup_procs(&bytes);
-            let _ = proc_cgroup_path(&bytes);
-            let _ = single_u64(&bytes);
+            every_parser(&bytes);
         }
 
         /// Captured files, cut short and with bytes changed: closer to real input than noise.
@@ -293,11 +298,7 @@ mod tests {
                     bytes[i] = b;
                 }
             }
-            let _ = stat(&bytes);
-            let _ = statm_resident_pages(&bytes);
-            let _ = status_vm_rss(&bytes);
-            let _ = smaps_rollup_pss(&bytes);
-            let _ = uptime_seconds(&bytes);
+            every_parser(&bytes);
         }
 
         #[test]

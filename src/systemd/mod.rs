@@ -12,11 +12,10 @@
 //! connection is started only when something must be read while nobody calls: signals
 //! ([`Manager::events`], [`Manager::watch`]).
 
+mod drive;
 mod error;
 mod events;
 mod state;
-
-mod drive;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
