@@ -15,6 +15,12 @@ cp -r units packaging "$work/"
 cp target/release/ImageServing target/release/imageserving-supervisor "$work/target/release/"
 cp -r target/assets "$work/target/assets"
 cp -r packaging/debian "$work/debian"
+# The upgrade scriptlets are shared with the rpm (packaging/scriptlets/).
+for script in preinst postinst; do
+    sed -e '/^#BEFORE_UPGRADE#$/{r packaging/scriptlets/before-upgrade.sh' -e 'd}' \
+        -e '/^#AFTER_UPGRADE#$/{r packaging/scriptlets/after-upgrade.sh' -e 'd}' \
+        "packaging/debian/imageserving.$script" >"$work/debian/imageserving.$script"
+done
 cp packaging/sysusers/imageserving.conf "$work/debian/imageserving.sysusers"
 cat >"$work/debian/changelog" <<CHANGELOG
 imageserving ($version-$revision) unstable; urgency=medium

@@ -2,6 +2,10 @@
 //!
 //! It listens on a TCP port and answers HTTP 200 on a path, and can be told to start slowly,
 //! exit or crash after a while, stop answering (hang), hold memory and fork children.
+//!
+//! With `--client TARGET` it is instead the tests' client: it probes each target (`tcp://` or
+//! `http://`, as the supervisor's probes) every `--every-ms` until its standard input closes,
+//! then prints one JSON line per target with the requests made and those that failed.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -52,6 +56,12 @@ struct Args {
     /// Run as a child of another stand-in (internal).
     #[arg(long, hide = true)]
     child: bool,
+    /// Be a client instead: probe this target (repeatable) until stdin closes.
+    #[arg(long, value_name = "TARGET")]
+    client: Vec<String>,
+    /// Client: milliseconds between two probes of one target.
+    #[arg(long, default_value_t = 20)]
+    every_ms: u64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -63,6 +73,10 @@ fn main() {
     if args.child {
         // Live until the parent's end of the pipe closes.
         let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        return;
+    }
+    if !args.client.is_empty() {
+        client(&args.client, Duration::from_millis(args.every_ms));
         return;
     }
     let hang = Arc::new(AtomicBool::new(false));
@@ -165,4 +179,67 @@ fn answer(stream: TcpStream, path: &str) -> std::io::Result<()> {
         "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// Probe every target on its own thread, each every `every`, until stdin closes; then print
+/// one JSON line per target: `{"target", "requests", "failures", "longest_outage_ms",
+/// "first_failures"}`.
+fn client(targets: &[String], every: Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            let target = match imageserving::probe::parse_target(t) {
+                Ok(target) => target,
+                Err(e) => {
+                    eprintln!("imageserving-standin: --client {t}: {e}");
+                    std::process::exit(2);
+                }
+            };
+            let stop = Arc::clone(&stop);
+            let name = t.clone();
+            std::thread::spawn(move || {
+                let (mut requests, mut failures) = (0u64, 0u64);
+                let mut first_failures: Vec<String> = Vec::new();
+                let mut outage_since: Option<Instant> = None;
+                let mut longest = Duration::ZERO;
+                while !stop.load(Ordering::SeqCst) {
+                    let round = Instant::now();
+                    requests += 1;
+                    match imageserving::probe::check(&target, Duration::from_secs(1)) {
+                        Ok(()) => {
+                            if let Some(since) = outage_since.take() {
+                                longest = longest.max(since.elapsed());
+                            }
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            outage_since.get_or_insert(round);
+                            if first_failures.len() < 5 {
+                                first_failures.push(e);
+                            }
+                        }
+                    }
+                    std::thread::sleep(every.saturating_sub(round.elapsed()));
+                }
+                if let Some(since) = outage_since {
+                    longest = longest.max(since.elapsed());
+                }
+                serde_json::json!({
+                    "target": name,
+                    "requests": requests,
+                    "failures": failures,
+                    "longest_outage_ms": longest.as_millis(),
+                    "first_failures": first_failures,
+                })
+            })
+        })
+        .collect();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        if let Ok(line) = t.join() {
+            println!("{line}");
+        }
+    }
 }

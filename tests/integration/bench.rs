@@ -188,8 +188,7 @@ fn rss_and_ticks(pid: u32) -> (u64, u64) {
 }
 
 fn pid_of(name: &str, sb: &Sandbox) -> Option<u32> {
-    let procs =
-        std::fs::read_to_string(format!("/sys/fs/cgroup/unified/{}/cgroup.procs", sb.cgroup)).ok();
+    let procs = std::fs::read_to_string(sb.cgroup_dir().join("cgroup.procs")).ok();
     let mut candidates: Vec<u32> = procs
         .iter()
         .flat_map(|t| t.lines().filter_map(|l| l.parse().ok()))
@@ -199,10 +198,7 @@ fn pid_of(name: &str, sb: &Sandbox) -> Option<u32> {
         "app.slice/dbus.service",
         "session.slice/dbus.service",
     ] {
-        if let Ok(t) = std::fs::read_to_string(format!(
-            "/sys/fs/cgroup/unified/{}/{sub}/cgroup.procs",
-            sb.cgroup
-        )) {
+        if let Ok(t) = std::fs::read_to_string(sb.cgroup_dir().join(sub).join("cgroup.procs")) {
             candidates.extend(t.lines().filter_map(|l| l.parse::<u32>().ok()));
         }
     }

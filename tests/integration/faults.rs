@@ -182,9 +182,7 @@ fn a_hundred_start_stop_cycles_leave_nothing_behind() {
     sb.run(&["start"]).code(0);
     sb.run(&["stop"]).code(0);
     let files_before = listing();
-    let cgroup = std::path::Path::new("/sys/fs/cgroup/unified")
-        .join(&sb.cgroup)
-        .join("app.slice");
+    let cgroup = sb.cgroup_dir().join("app.slice");
     for i in 0..100 {
         sb.run(&["start"]).code(0);
         sb.run(&["stop"]).code(0);

@@ -15,8 +15,40 @@ use imageserving::systemd::{Manager, Scope, ServiceState};
 pub const IMAGESERVING: &str = env!("CARGO_BIN_EXE_ImageServing");
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_imageserving-standin");
 
-const HIERARCHIES: [&str; 4] = ["unified", "systemd", "memory", "pids"];
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The unified (cgroup v2) hierarchy, wherever the host mounts it: `/sys/fs/cgroup` on a pure
+/// v2 host, `/sys/fs/cgroup/unified` on a hybrid one. Panics when there is none, so that no
+/// test reads "no process" from a directory that does not exist.
+pub fn unified_hierarchy() -> PathBuf {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return root.to_path_buf();
+    }
+    let unified = root.join("unified");
+    assert!(
+        unified.join("cgroup.controllers").exists(),
+        "no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified: the tests cannot see processes"
+    );
+    unified
+}
+
+/// The host's hierarchies a private manager or container gets a subtree in: the unified one
+/// and, on a hybrid host, those of the v1 `controllers` that exist.
+pub fn host_hierarchies(controllers: &[&str]) -> Vec<PathBuf> {
+    let unified = unified_hierarchy();
+    let root = Path::new("/sys/fs/cgroup");
+    let mut all = vec![unified.clone()];
+    if unified != root {
+        all.extend(
+            controllers
+                .iter()
+                .map(|c| root.join(c))
+                .filter(|p| p.exists()),
+        );
+    }
+    all
+}
 
 fn systemd_binary() -> PathBuf {
     for p in ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"] {
@@ -263,24 +295,25 @@ impl Sandbox {
 
     fn boot(&mut self) {
         let systemd = systemd_binary();
-        for h in HIERARCHIES {
-            let base = Path::new("/sys/fs/cgroup").join(h);
-            if base.exists() {
-                std::fs::create_dir(base.join(&self.cgroup)).unwrap_or_else(|e| {
-                    panic!(
-                        "create cgroup {}/{}: {e} (the tests must run as root)",
-                        base.display(),
-                        self.cgroup
-                    )
-                });
-            }
+        for base in host_hierarchies(&["systemd", "memory", "pids"]) {
+            std::fs::create_dir(base.join(&self.cgroup)).unwrap_or_else(|e| {
+                panic!(
+                    "create cgroup {}/{}: {e} (the tests must run as root)",
+                    base.display(),
+                    self.cgroup
+                )
+            });
         }
-        let join: String = HIERARCHIES
+        let join: String = host_hierarchies(&["systemd", "memory", "pids"])
             .iter()
-            .map(|h| format!("[ -d /sys/fs/cgroup/{h}/{cg} ] && echo $$ > /sys/fs/cgroup/{h}/{cg}/cgroup.procs; ", cg = self.cgroup))
+            .map(|h| format!("echo $$ > {}/{}/cgroup.procs && ", h.display(), self.cgroup))
             .collect();
+        // A manager expects /run/systemd/system (sd_booted()); where PID 1 is not systemd, a
+        // tmpfs of the private mount namespace provides it. Where PID 1 is systemd (inside a
+        // booted box) the real one stays visible: it also holds the inaccessible nodes that
+        // units' mount namespaces are built from (hiding them fails those units with 226).
         let script = format!(
-            "{join}exec timeout -s KILL 900 unshare -m --propagation private sh -c 'mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system && exec {} --user --unit=imageserving-test.target'",
+            "{join}exec timeout -s KILL 900 unshare -m --propagation private sh -c '{{ [ -d /run/systemd/system ] || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system; }}; }} && exec {} --user --unit=imageserving-test.target'",
             systemd.display()
         );
         let unit_path = format!(
@@ -413,12 +446,23 @@ impl Sandbox {
         Run::from(out, format!("(on a terminal) {line}"))
     }
 
+    /// This sandbox's cgroup in the unified hierarchy (its manager and everything below).
+    pub fn cgroup_dir(&self) -> PathBuf {
+        unified_hierarchy().join(&self.cgroup)
+    }
+
     /// Processes in this sandbox's cgroup subtree below the manager (the stack's processes).
+    /// Panics when the sandbox's cgroup cannot be read: an empty list means no process.
     pub fn stack_pids(&self) -> Vec<u32> {
+        let dir = self.cgroup_dir();
+        if let Err(e) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            panic!(
+                "cannot read the sandbox's cgroup {}: {e}; the test cannot see the stack's processes",
+                dir.display()
+            );
+        }
         let mut pids = Vec::new();
-        let app = Path::new("/sys/fs/cgroup/unified")
-            .join(&self.cgroup)
-            .join("app.slice");
+        let app = dir.join("app.slice");
         for unit in imageserving::component::stack_units() {
             collect_pids(&app.join(unit), &mut pids);
         }
@@ -473,8 +517,7 @@ pub fn is_alive(pid: u32) -> bool {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         // Kill everything in the sandbox's cgroup, the manager included.
-        let unified = Path::new("/sys/fs/cgroup/unified").join(&self.cgroup);
-        let _ = std::fs::write(unified.join("cgroup.kill"), "1");
+        let _ = std::fs::write(self.cgroup_dir().join("cgroup.kill"), "1");
         if let Some(mut child) = self.manager.take() {
             let _ = child.kill();
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -485,8 +528,8 @@ impl Drop for Sandbox {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        for h in HIERARCHIES {
-            let dir = Path::new("/sys/fs/cgroup").join(h).join(&self.cgroup);
+        for h in host_hierarchies(&["systemd", "memory", "pids"]) {
+            let dir = h.join(&self.cgroup);
             let deadline = Instant::now() + Duration::from_secs(5);
             while dir.exists() && Instant::now() < deadline {
                 let _ = std::fs::write(dir.join("cgroup.kill"), "1");
@@ -504,7 +547,7 @@ impl Drop for Sandbox {
     }
 }
 
-fn remove_cgroup_tree(dir: &Path) {
+pub fn remove_cgroup_tree(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -564,7 +607,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn from(out: Output, what: String) -> Run {
+    pub fn from(out: Output, what: String) -> Run {
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries against a real, private systemd user manager.
 
 mod bench;
+mod booted;
 mod control;
 mod faults;
 mod hardening;

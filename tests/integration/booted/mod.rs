@@ -1,0 +1,38 @@
+//! The booted-system stage: this machine's own OS booted as a container, with a real systemd
+//! as PID 1, journald, the system bus and polkitd, where the packages are installed and run as
+//! operators run them (system scope, the shipped hardening, no drop-in relaxing it).
+//!
+//! Each [`Machine`] is a throw-away overlay of the root file system whose writable layer is a
+//! size-limited tmpfs inside a private mount namespace, so nothing it does reaches the host:
+//! not its files, its `/tmp`, its mounts (gone with the namespace), its network
+//! (`--private-network`: its own loopback only) or its cgroups (a subtree of its own, removed
+//! on drop). It boots in the hybrid layout these machines have, or in the pure cgroup v2
+//! layout operators' hosts boot (`SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1`). The recipe and the facts
+//! behind it: `shared/context/booted-system.md`.
+//!
+//! The packages come from `target/packages/`, built by `packaging/build-packages.sh` (which
+//! `scripts/test.sh` runs first).
+
+mod machine;
+mod package;
+mod upgrade;
+mod user_manager;
+
+pub use machine::Layout;
+
+/// Run one scenario in both cgroup layouts, as two tests that run in parallel.
+macro_rules! in_both_layouts {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[test]
+            fn hybrid() {
+                super::$scenario($crate::booted::Layout::Hybrid);
+            }
+            #[test]
+            fn unified() {
+                super::$scenario($crate::booted::Layout::Unified);
+            }
+        }
+    };
+}
+pub(crate) use in_both_layouts;
