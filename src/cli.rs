@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use crate::component::Component;
 use crate::control::{Outcome, Stack};
 use crate::error::{exit, Error};
+use crate::output;
 use crate::progress::Progress;
 use crate::status::StatusRequest;
 use crate::systemd::Scope;
@@ -182,7 +183,7 @@ fn control(
     progress.clear();
     match outcome {
         Ok(outcome) => {
-            println!("{outcome}");
+            output::out(&format!("{outcome}\n"));
             exit::OK
         }
         Err(e) => report(&e, e.exit_code()),
@@ -193,12 +194,11 @@ fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
     match crate::status::collect(scope, req) {
         Ok(s) => {
             match format {
-                Format::Human => print!(
-                    "{}",
-                    crate::status::human(&s, crate::status::Style::detect())
-                ),
+                Format::Human => {
+                    output::out(&crate::status::human(&s, crate::status::Style::detect()))
+                }
                 Format::Json => match serde_json::to_string_pretty(&s) {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => output::out(&format!("{text}\n")),
                     Err(e) => {
                         return report(
                             &Error::NotAsAsked(format!("cannot encode JSON: {e}")),
@@ -214,7 +214,7 @@ fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
             if format == Format::Json {
                 // Monitoring scripts parse stdout: give them a document that says why.
                 let doc = serde_json::json!({ "error": e.to_string(), "exit_code": code });
-                println!("{doc}");
+                output::out(&format!("{doc}\n"));
             }
             report(&e, code)
         }
@@ -222,7 +222,7 @@ fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
 }
 
 fn report(e: &Error, code: i32) -> i32 {
-    eprintln!("ImageServing: {e}");
+    output::err(&format!("ImageServing: {e}\n"));
     code
 }
 
@@ -232,10 +232,9 @@ pub fn run() -> i32 {
         Ok(request) => execute(&request),
         Err((text, code)) => {
             if code == exit::OK {
-                print!("{text}");
+                output::out(&text);
             } else {
-                eprint!("{}", text.trim_end());
-                eprintln!();
+                output::err(&format!("{}\n", text.trim_end()));
             }
             code
         }

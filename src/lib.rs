@@ -9,12 +9,14 @@
 //! - [`systemd`] is the only module that speaks D-Bus;
 //! - [`procinfo`] is the only module that reads procfs and the cgroup file system;
 //! - [`component`] is the only place that maps components to units;
-//! - [`error`] holds the crate-level error and its exit codes.
+//! - [`error`] holds the crate-level error and its exit codes;
+//! - [`output`] writes to stdout and stderr, quietly when the reader went away.
 
 pub mod cli;
 pub mod component;
 pub mod control;
 pub mod error;
+pub mod output;
 pub mod probe;
 pub mod procinfo;
 pub mod progress;

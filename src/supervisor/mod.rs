@@ -113,15 +113,20 @@ pub fn run() -> i32 {
             "--user" => scope = Some(Scope::User),
             "--system" => scope = Some(Scope::System),
             "--version" => {
-                println!("imageserving-supervisor {}", env!("CARGO_PKG_VERSION"));
+                crate::output::out(&format!(
+                    "imageserving-supervisor {}\n",
+                    env!("CARGO_PKG_VERSION")
+                ));
                 return 0;
             }
             "--help" | "-h" => {
-                println!("imageserving-supervisor [--user|--system]\n\nThe Image Serving Server Supervisor. Run by systemd as imageserving-supervisor.service;\nsee ImageServing(1).");
+                crate::output::out("imageserving-supervisor [--user|--system]\n\nThe Image Serving Server Supervisor. Run by systemd as imageserving-supervisor.service;\nsee ImageServing(1).\n");
                 return 0;
             }
             other => {
-                eprintln!("imageserving-supervisor: unknown argument '{other}'; see --help");
+                crate::output::err(&format!(
+                    "imageserving-supervisor: unknown argument '{other}'; see --help\n"
+                ));
                 return 2;
             }
         }

@@ -430,6 +430,20 @@ impl Sandbox {
         Run::from(out, format!("ImageServing --user {}", args.join(" ")))
     }
 
+    /// Run a bash script with this sandbox's environment; `$IS` is `ImageServing --user`.
+    #[track_caller]
+    pub fn run_shell(&self, script: &str) -> Run {
+        let out = run_with_timeout(
+            Command::new("bash")
+                .args(["-c", script])
+                .env_clear()
+                .envs(self.env())
+                .env("IS", format!("{IMAGESERVING} --user")),
+            Duration::from_secs(60),
+        );
+        Run::from(out, format!("bash -c {script:?}"))
+    }
+
     /// Run `ImageServing --user ARGS` on a terminal (script(1) provides one); what it wrote
     /// there comes back as stdout.
     #[track_caller]

@@ -6,5 +6,6 @@ mod control;
 mod faults;
 mod hardening;
 mod harness;
+mod output;
 mod status;
 mod supervisor;
