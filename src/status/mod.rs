@@ -8,7 +8,7 @@
 
 mod render;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use zbus::zvariant::OwnedValue;
@@ -125,9 +125,14 @@ const PROPS: [&str; 3] = ["MainPID", "NRestarts", "ExecMainStartTimestamp"];
 /// Read in addition for units that are not active.
 const PROP_RESULT: &str = "Result";
 
+/// How long `status` waits for the bus or the manager, per call (two at most), before it
+/// says so and exits 4. Monitoring runs `status` every few seconds: a stalled manager must
+/// not pile up waiting processes.
+pub const TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Gather the status of the stack. An error means the state cannot be determined.
 pub fn collect(scope: Scope, req: StatusRequest) -> Result<StackStatus, Error> {
-    let mgr = Manager::connect(scope)?;
+    let mgr = Manager::connect_within(scope, scope.bus_address(), TIMEOUT)?;
     collect_with(
         &mgr,
         req,

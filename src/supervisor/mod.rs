@@ -24,6 +24,9 @@ use log::Priority;
 const START_POLL: Duration = Duration::from_millis(50);
 /// Default ceiling for a start that keeps progressing past `TimeoutStartSec=`.
 const DEFAULT_START_LIMIT: Duration = Duration::from_secs(600);
+/// The longest one call to the manager may take: well inside `WatchdogSec=30s`, so that a
+/// stalled manager cannot make the supervisor miss its watchdog ping.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest back-off between two restarts of the same component.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -178,7 +181,7 @@ impl Supervisor {
                     ))
                 })?,
         };
-        let mgr = Manager::connect(scope)?;
+        let mgr = Manager::connect_within(scope, scope.bus_address(), CALL_TIMEOUT)?;
         let now = Instant::now();
         let mut watched = Vec::new();
         for component in Component::ALL {

@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use zbus::export::futures_core::Stream;
 use zbus::Executor;
@@ -32,6 +33,23 @@ pub(super) async fn with_executor<T>(
             Poll::Ready(()) => tick.set(executor.tick()),
             Poll::Pending => return Poll::Pending,
         }
+    })
+    .await
+}
+
+/// `fut`'s output, or `None` once `limit` has passed (an async-io timer: `zbus::block_on`
+/// runs async-io's reactor, which fires it).
+pub(super) async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    let mut fut = pin!(fut);
+    let mut timer = async_io::Timer::after(limit);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if std::pin::Pin::new(&mut timer).poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     })
     .await
 }

@@ -30,6 +30,17 @@ pub enum SystemdError {
         /// The D-Bus error text.
         detail: String,
     },
+    /// The bus or the manager did not answer in time (a stopped or overloaded PID 1 or
+    /// dbus-daemon): nothing was changed by this call, as far as we know.
+    #[error("the {scope} {who} did not answer within {secs} s; try again, or check 'systemctl{flag} status' and the journal", who = if *.bus { "bus" } else { "service manager" }, secs = .after.as_secs_f64().ceil(), flag = scope.flag())]
+    NoAnswer {
+        /// Which manager.
+        scope: Scope,
+        /// Whether the bus itself (connecting, authenticating) did not answer.
+        bus: bool,
+        /// How long we waited.
+        after: std::time::Duration,
+    },
     /// Any other failed call, with the method and what the manager said.
     #[error("{method} call to the {scope} service manager failed: {detail}")]
     Call {
@@ -125,7 +136,9 @@ impl SystemdError {
     pub(super) fn is_fatal_for_reads(&self) -> bool {
         matches!(
             self,
-            SystemdError::PermissionDenied { .. } | SystemdError::Unreachable { .. }
+            SystemdError::PermissionDenied { .. }
+                | SystemdError::Unreachable { .. }
+                | SystemdError::NoAnswer { .. }
         )
     }
 }

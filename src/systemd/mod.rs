@@ -20,6 +20,7 @@ mod state;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use zbus::message::{Message, Type as MessageType};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
@@ -149,11 +150,17 @@ fn current_uid() -> u32 {
         .unwrap_or(0)
 }
 
+/// How long one call may wait for its answer unless the caller says otherwise: D-Bus's own
+/// default, which `systemctl` uses too.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(25);
+
 /// A connection to one service manager.
 pub struct Manager {
     conn: Connection,
     scope: Scope,
     address: String,
+    /// The longest any one call (or the connection's set-up) waits for an answer.
+    timeout: Duration,
     /// Whether a thread reads the connection in the background (see the module's docs).
     reader: AtomicBool,
 }
@@ -188,13 +195,25 @@ impl PropertyInterface {
 }
 
 impl Manager {
-    /// Connect to the bus of `scope`'s manager.
+    /// Connect to the bus of `scope`'s manager; every call waits at most
+    /// [`DEFAULT_CALL_TIMEOUT`].
     pub fn connect(scope: Scope) -> Result<Manager, SystemdError> {
-        Manager::connect_to(scope, scope.bus_address())
+        Manager::connect_within(scope, scope.bus_address(), DEFAULT_CALL_TIMEOUT)
     }
 
     /// Connect to the manager of `scope` on the bus at `address` (a D-Bus address string).
     pub fn connect_to(scope: Scope, address: String) -> Result<Manager, SystemdError> {
+        Manager::connect_within(scope, address, DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// Like [`Manager::connect_to`], with every wait on the bus (connecting, authenticating,
+    /// each call) bounded by `timeout`: a stopped dbus-daemon or PID 1 gives
+    /// [`SystemdError::NoAnswer`] instead of a hang.
+    pub fn connect_within(
+        scope: Scope,
+        address: String,
+        timeout: Duration,
+    ) -> Result<Manager, SystemdError> {
         let unreachable = |source: zbus::Error| SystemdError::from_connect(scope, &address, source);
         // zbus's default queue depth (64) is kept: every message stream is drained by a
         // reader (see `Events`), so depth buys nothing, and in the supervisor every slot of
@@ -208,18 +227,40 @@ impl Manager {
             None => zbus::conn::Builder::address(address.as_str()).map_err(unreachable)?,
         };
         // No executor thread: whoever waits on the connection drives it (`Manager::wait`).
-        let conn = zbus::block_on(builder.internal_executor(false).build()).map_err(unreachable)?;
+        // The method timeout bounds the calls made through the blocking API (signal
+        // subscriptions); `wait` bounds the rest.
+        let build = builder
+            .internal_executor(false)
+            .method_timeout(timeout)
+            .build();
+        let conn = zbus::block_on(drive::within(timeout, build))
+            .ok_or(SystemdError::NoAnswer {
+                scope,
+                bus: true,
+                after: timeout,
+            })?
+            .map_err(unreachable)?;
         Ok(Manager {
             conn,
             scope,
             address,
+            timeout,
             reader: AtomicBool::new(false),
         })
     }
 
-    /// Run `fut` to completion on this thread, driving the connection meanwhile.
-    fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
-        zbus::block_on(drive::with_executor(self.conn.executor(), fut))
+    /// Run `fut` to completion on this thread, driving the connection meanwhile, for at most
+    /// the manager's timeout.
+    fn wait<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T, SystemdError> {
+        zbus::block_on(drive::within(
+            self.timeout,
+            drive::with_executor(self.conn.executor(), fut),
+        ))
+        .ok_or(SystemdError::NoAnswer {
+            scope: self.scope,
+            bus: false,
+            after: self.timeout,
+        })
     }
 
     /// A blocking view of the connection whose reads go on while nobody calls: starts (once)
@@ -260,7 +301,7 @@ impl Manager {
                 Some(MANAGER_IFACE),
                 method,
                 body,
-            ))
+            ))?
             .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
         reply
             .body()
@@ -277,7 +318,7 @@ impl Manager {
                 Some(PROPERTIES_IFACE),
                 "Get",
                 &(MANAGER_IFACE, name),
-            ))
+            ))?
             .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
         let body = reply.body();
         let value: zbus::zvariant::Value<'_> = body
@@ -343,7 +384,7 @@ impl Manager {
         &self,
         calls: &[(Message, &'static str)],
     ) -> Result<Vec<Result<Message, SystemdError>>, SystemdError> {
-        self.wait(self.pipeline_async(calls))
+        self.wait(self.pipeline_async(calls))?
     }
 
     async fn pipeline_async(

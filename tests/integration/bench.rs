@@ -187,26 +187,6 @@ fn rss_and_ticks(pid: u32) -> (u64, u64) {
     )
 }
 
-fn pid_of(name: &str, sb: &Sandbox) -> Option<u32> {
-    let procs = std::fs::read_to_string(sb.cgroup_dir().join("cgroup.procs")).ok();
-    let mut candidates: Vec<u32> = procs
-        .iter()
-        .flat_map(|t| t.lines().filter_map(|l| l.parse().ok()))
-        .collect();
-    for sub in [
-        "init.scope",
-        "app.slice/dbus.service",
-        "session.slice/dbus.service",
-    ] {
-        if let Ok(t) = std::fs::read_to_string(sb.cgroup_dir().join(sub).join("cgroup.procs")) {
-            candidates.extend(t.lines().filter_map(|l| l.parse::<u32>().ok()));
-        }
-    }
-    candidates.into_iter().find(|p| {
-        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == name)
-    })
-}
-
 #[test]
 #[ignore = "benchmark: run scripts/bench.sh"]
 fn bench() {
@@ -312,7 +292,8 @@ fn bench() {
     let peers: Vec<String> = ["systemd", "dbus-daemon"]
         .iter()
         .filter_map(|n| {
-            pid_of(n, &sb).map(|p| format!("{n} {:.1} MiB", rss_and_ticks(p).0 as f64 / 1024.0))
+            sb.pid_of(n)
+                .map(|p| format!("{n} {:.1} MiB", rss_and_ticks(p).0 as f64 / 1024.0))
         })
         .collect();
     table.row(

@@ -263,3 +263,36 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// Regression: with the manager stopped, `status` waited forever (monitoring runs it every
+/// few seconds, so hung processes piled up). A stalled dbus-daemon is the same to a client.
+#[test]
+fn status_gives_up_on_a_manager_or_bus_that_does_not_answer() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    for comm in ["systemd", "dbus-daemon"] {
+        let pid = sb
+            .pid_of(comm)
+            .unwrap_or_else(|| panic!("no {comm} in the sandbox"));
+        crate::harness::signal(pid, "STOP");
+        let started = std::time::Instant::now();
+        let r = sb.run(&["status"]);
+        let json = sb.run(&["status", "--json"]);
+        crate::harness::signal(pid, "CONT");
+        let took = started.elapsed();
+        let r = r
+            .code(4)
+            .stderr_one_line()
+            .stderr_has("did not answer within 4 s");
+        assert!(r.stdout.is_empty(), "{comm}: {}", r.stdout);
+        let doc: serde_json::Value =
+            serde_json::from_str(&json.stdout).expect("JSON error document");
+        assert_eq!(doc["exit_code"], 4, "{comm}: {doc}");
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{comm} stopped: two status runs took {took:?}"
+        );
+        // Once it answers again, so does status.
+        sb.run(&["status"]).code(0);
+    }
+}

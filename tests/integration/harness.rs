@@ -460,6 +460,16 @@ impl Sandbox {
         Run::from(out, format!("(on a terminal) {line}"))
     }
 
+    /// The PID of the sandbox's process named `comm` among the manager (`systemd`) and the
+    /// session bus (`dbus-daemon`).
+    pub fn pid_of(&self, comm: &str) -> Option<u32> {
+        let mut candidates = Vec::new();
+        collect_pids(&self.cgroup_dir(), &mut candidates);
+        candidates.into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+    }
+
     /// This sandbox's cgroup in the unified hierarchy (its manager and everything below).
     pub fn cgroup_dir(&self) -> PathBuf {
         unified_hierarchy().join(&self.cgroup)
