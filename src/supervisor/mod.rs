@@ -37,8 +37,6 @@ enum SupervisorError {
     Systemd(#[from] SystemdError),
     #[error(transparent)]
     Setting(#[from] SettingError),
-    #[error("{title} ({short}, {unit}) failed: {reason}", title = .0.title(), short = .0.short_name(), unit = .0.unit(), reason = .1)]
-    ComponentFailed(Component, String),
     #[error("bad setting in the supervisor's environment: {0}")]
     OwnSetting(String),
     #[error("lost the bus connection: {0}")]
@@ -281,15 +279,13 @@ impl Supervisor {
         let started = Instant::now();
         let mut next_extend = Instant::now();
         let mut next_ping = Instant::now();
-        // Phase 1: until everything serves.
+        // Phase 1: until everything serves that systemd has not given up on. A component
+        // in the failed state (its start limit hit) is reported (STATUS=, the journal) and
+        // not waited for: exiting instead would make systemd restart the supervisor in a
+        // loop while nothing watches the healthy components. It is not retried either:
+        // systemd already gave it its restarts; the operator decides ('ImageServing start'
+        // or 'restart NAME'), and the supervisor takes it up again once it is active.
         loop {
-            if let Some(w) = self.watched.iter().find(|w| w.state == ActiveState::Failed) {
-                let reason = match self.mgr.service_state(w.path.as_str()) {
-                    Ok(s) => s.failure_reason(),
-                    Err(e) => e.to_string(),
-                };
-                return Err(SupervisorError::ComponentFailed(w.component, reason));
-            }
             let now = Instant::now();
             for w in &mut self.watched {
                 if w.state == ActiveState::Active && !w.serving {
@@ -312,7 +308,7 @@ impl Supervisor {
             let waiting: Vec<String> = self
                 .watched
                 .iter()
-                .filter(|w| !w.serving)
+                .filter(|w| !w.serving && w.state != ActiveState::Failed)
                 .map(Watched::describe_wait)
                 .collect();
             if waiting.is_empty() {
@@ -339,12 +335,17 @@ impl Supervisor {
                 return Ok(());
             }
         }
+        let summary = self.summary();
+        self.set_status(summary.clone());
         notify(&[NotifyState::Ready]);
         log::log(
-            Priority::Notice,
+            if self.watched.iter().all(|w| w.serving) {
+                Priority::Notice
+            } else {
+                Priority::Err
+            },
             &format!(
-                "ready: all {} components serving after {:.1}s",
-                self.watched.len(),
+                "ready after {:.1}s: {summary}",
                 started.elapsed().as_secs_f64()
             ),
         );

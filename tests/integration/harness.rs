@@ -148,7 +148,7 @@ impl Sandbox {
         sb.write_harness_units();
         write(
             &sb.root.join("config/systemd/user.conf"),
-            "[Manager]\nDefaultTimeoutStopSec=5s\nDefaultStartLimitIntervalSec=0\n",
+            "[Manager]\nDefaultTimeoutStopSec=5s\n",
         );
         if !opts.no_units {
             sb.install();

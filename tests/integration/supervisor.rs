@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
+use imageserving::systemd::ActiveState;
 
 use crate::harness::{eventually, signal, Options, Sandbox};
 
@@ -72,21 +73,26 @@ fn a_crash_loop_is_given_up_without_spinning() {
     );
     // The unit allows 5 starts in 2 minutes: the first and 4 automatic restarts.
     assert_eq!(sb.state(Component::Image.unit()).restarts, 5);
+    // The supervisor stays up through it (it used to be allowed to be down here), says so,
+    // and does not spin.
+    eventually(
+        Duration::from_secs(10),
+        "supervisor running, its STATUS= reporting is",
+        || {
+            let s = sb.state(SUPERVISOR);
+            s.active_state == ActiveState::Active
+                && s.status_text.contains("is failed, given up by systemd")
+        },
+    );
     let supervisor = sb.state(SUPERVISOR).main_pid;
-    if supervisor != 0 {
-        eventually(
-            Duration::from_secs(5),
-            "supervisor STATUS= reports it",
-            || {
-                sb.state(SUPERVISOR)
-                    .status_text
-                    .contains("is failed, given up by systemd")
-            },
-        );
-        let cpu = cpu_seconds(supervisor);
-        std::thread::sleep(Duration::from_secs(2));
-        assert!(cpu_seconds(supervisor) - cpu < 0.1, "the supervisor spins");
-    }
+    let cpu = cpu_seconds(supervisor);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(cpu_seconds(supervisor) - cpu < 0.1, "the supervisor spins");
+    assert_eq!(
+        sb.state(SUPERVISOR).main_pid,
+        supervisor,
+        "the supervisor restarted"
+    );
     sb.run(&["status", "is"])
         .code(3)
         .stdout_has("failed (signal), gave up after 5 restarts");
@@ -224,4 +230,44 @@ fn a_component_that_never_answers_is_restarted_after_its_start_grace() {
     let second = sb.wait_replaced(Component::Svg.unit(), first, Duration::from_secs(10));
     // 1 s of grace, then 3 failed probes 0.5 s apart: the supervisor restarts it.
     sb.wait_replaced(Component::Svg.unit(), second, Duration::from_secs(10));
+}
+
+/// Regression: a supervisor started while a component was failed (given up by systemd)
+/// exited 1 at once and was restarted every 2 s without end, while nothing watched the
+/// healthy components.
+#[test]
+fn a_supervisor_started_with_a_failed_component_comes_up_and_watches_the_others() {
+    let sb = Sandbox::with(Options::default().arg(Component::Svg, "--crash-after 0.3"));
+    let _ = sb.run(&["start"]);
+    eventually(
+        Duration::from_secs(30),
+        "svg given up at its start limit",
+        || sb.state(Component::Svg.unit()).gave_up(),
+    );
+    let old = sb.state(SUPERVISOR).main_pid;
+    signal(old, "KILL");
+    let sup = sb.wait_replaced(SUPERVISOR, old, Duration::from_secs(10));
+    eventually(Duration::from_secs(5), "STATUS= names svg", || {
+        sb.state(SUPERVISOR)
+            .status_text
+            .contains("svg failed, given up by systemd")
+    });
+    // It stays up: no restart loop.
+    std::thread::sleep(Duration::from_secs(5));
+    let s = sb.state(SUPERVISOR);
+    assert_eq!(
+        (s.active_state, s.main_pid),
+        (ActiveState::Active, sup),
+        "{}",
+        s.summary()
+    );
+    assert!(
+        s.restarts <= 1,
+        "the supervisor restarted {} times",
+        s.restarts
+    );
+    // And it still watches the others: a hung Platform Server is restarted.
+    let ps = sb.main_pid(Component::Platform);
+    signal(ps, "USR1");
+    sb.wait_replaced(Component::Platform.unit(), ps, Duration::from_secs(30));
 }
