@@ -18,8 +18,6 @@ use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState};
 
 /// How often a component that is active but not yet answering is probed again.
 const PROBE_POLL: Duration = Duration::from_millis(50);
-/// How long an active component may take to answer its probe before `start` gives up.
-const SERVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One unit of the stack, loaded.
 #[derive(Debug, Clone)]
@@ -320,7 +318,8 @@ impl Stack {
 
     /// Wait until each unit's health probe passes (units without a probe pass once active).
     /// Probes are polled: a port opening sends no signal. A unit that fails meanwhile ends
-    /// the wait with its error; one that never answers, after [`SERVE_TIMEOUT`].
+    /// the wait with its error; one that never answers, after the time the supervisor gives
+    /// it ([`ProbeSettings::serve_deadline`]).
     fn wait_serving(
         &self,
         units: &[StackUnit],
@@ -336,14 +335,26 @@ impl Stack {
                 pending.push((unit, settings, String::new()));
             }
         }
-        let deadline = Instant::now() + SERVE_TIMEOUT;
+        // As long as the supervisor would give each of them (one setting for both).
+        let allowed = pending
+            .iter()
+            .map(|(_, p, _)| p.serve_deadline())
+            .max()
+            .unwrap_or_default();
+        let deadline = Instant::now() + allowed;
         loop {
-            pending.retain_mut(|(_, p, why)| match probe::check(&p.target, p.timeout) {
-                Ok(()) => false,
-                Err(e) => {
+            let probes: Vec<_> = pending
+                .iter()
+                .map(|(_, p, _)| (p.target.clone(), p.timeout))
+                .collect();
+            let mut outcomes = probe::check_all(&probes).into_iter();
+            pending.retain_mut(|(_, _, why)| match outcomes.next() {
+                Some(Ok(())) => false,
+                Some(Err(e)) => {
                     *why = e;
                     true
                 }
+                None => true,
             });
             if pending.is_empty() {
                 progress.clear();
@@ -355,9 +366,10 @@ impl Stack {
                 .collect();
             if Instant::now() >= deadline {
                 return Err(Error::NotAsAsked(format!(
-                    "{} active but not serving after {}s: {}",
+                    "{} active but not serving after {}s (the start grace, {}, and the probe failures the supervisor allows): {}",
                     if waiting.len() == 1 { "is" } else { "are" },
-                    SERVE_TIMEOUT.as_secs(),
+                    allowed.as_secs(),
+                    probe::KEY_START_GRACE,
                     waiting.join(", ")
                 )));
             }

@@ -19,6 +19,14 @@ pub const KEY_FAILURES: &str = "IMAGESERVING_PROBE_FAILURES";
 /// Seconds a freshly started component may take to answer before failures count.
 pub const KEY_START_GRACE: &str = "IMAGESERVING_PROBE_START_GRACE_SEC";
 
+/// The shortest probe interval and timeout accepted, in seconds.
+pub const MIN_SECONDS: f64 = 0.1;
+/// The longest probe timeout accepted. A probe round (all components at once, name lookup
+/// included) never takes longer, and the supervisor's watchdog period (`WatchdogSec=30s`) must
+/// hold a round and a call to the manager with room to spare; the supervisor also checks it
+/// against the watchdog period it actually runs with.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How to tell that a component serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -46,6 +54,15 @@ pub struct ProbeSettings {
     /// How long after a (re)start failures do not count until the first success: a Tomcat
     /// deploying its applications must not be restarted for being slow.
     pub start_grace: Duration,
+}
+
+impl ProbeSettings {
+    /// How long after a (re)start a component may go without answering before the
+    /// supervisor restarts it: the start grace, then the failures it tolerates. `start` and
+    /// `restart` wait as long, so the tool and the supervisor judge a slow start alike.
+    pub fn serve_deadline(&self) -> Duration {
+        self.start_grace + (self.interval + self.timeout) * self.failures
+    }
 }
 
 /// A setting that cannot be used, with the unit and the key to fix.
@@ -88,28 +105,29 @@ impl ProbeSettings {
             return Ok(None);
         }
         let target = parse_target(raw).map_err(|why| bad(KEY_PROBE, raw, &why))?;
+        // Each duration lies in [min, max]; below a floor a probe cannot complete (a
+        // timeout of 1e-10 s fails every probe) or the probes would spin.
         let seconds = |key: &'static str,
                        default: f64,
-                       allow_zero: bool|
+                       (min, max): (f64, f64)|
          -> Result<Duration, SettingError> {
             let Some(v) = get(key) else {
                 return Ok(Duration::from_secs_f64(default));
             };
             match v.parse::<f64>() {
-                Ok(s) if s.is_finite() && s <= 3600.0 && (s > 0.0 || (allow_zero && s == 0.0)) => {
+                Ok(s) if s.is_finite() && (min..=max).contains(&s) => {
                     Ok(Duration::from_secs_f64(s))
                 }
-                _ if allow_zero => Err(bad(key, v, "expected a number of seconds from 0 to 3600")),
                 _ => Err(bad(
                     key,
                     v,
-                    "expected a number of seconds above 0 and at most 3600",
+                    &format!("expected a number of seconds from {min} to {max}"),
                 )),
             }
         };
-        let interval = seconds(KEY_INTERVAL, 5.0, false)?;
-        let timeout = seconds(KEY_TIMEOUT, 2.0, false)?;
-        let start_grace = seconds(KEY_START_GRACE, 300.0, true)?;
+        let interval = seconds(KEY_INTERVAL, 5.0, (MIN_SECONDS, 3600.0))?;
+        let timeout = seconds(KEY_TIMEOUT, 2.0, (MIN_SECONDS, MAX_TIMEOUT.as_secs_f64()))?;
+        let start_grace = seconds(KEY_START_GRACE, 300.0, (0.0, 3600.0))?;
         let failures = match get(KEY_FAILURES) {
             None => 3,
             Some(v) => match v.parse::<u32>() {
@@ -145,7 +163,19 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     let (host, port) = hostport
         .rsplit_once(':')
         .ok_or_else(|| format!("missing :PORT in '{hostport}'"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // An IPv6 address is written in brackets, as in a URL (RFC 3986): [::1]:8080.
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .filter(|h| h.contains(':') && !h.contains(['[', ']']))
+            .ok_or_else(|| format!("'{host}' is not a bracketed IPv6 address like [::1]"))?,
+        None if host.contains([':', '[', ']']) => {
+            return Err(format!(
+                "write an IPv6 address in brackets, as [{host}]:{port}"
+            ))
+        }
+        None => host,
+    };
     if host.is_empty() {
         return Err("missing host".to_owned());
     }
@@ -173,16 +203,98 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     }
 }
 
-impl std::fmt::Display for Target {
+/// A host as it is written in a URL or a `Host:` header: an IPv6 address in brackets.
+struct UrlHost<'a>(&'a str);
+
+impl std::fmt::Display for UrlHost<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
-            Target::Http { host, port, path } => write!(f, "http://{host}:{port}{path}"),
+        if self.0.contains(':') {
+            write!(f, "[{}]", self.0)
+        } else {
+            f.write_str(self.0)
         }
     }
 }
 
-/// Run one probe; `Err` says why it failed, in a few words.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp { host, port } => write!(f, "tcp://{}:{port}", UrlHost(host)),
+            Target::Http { host, port, path } => {
+                write!(f, "http://{}:{port}{path}", UrlHost(host))
+            }
+        }
+    }
+}
+
+/// At most this many probe threads may still be waiting (on a name lookup that does not
+/// return, say) before new probes fail at once instead of starting more.
+const MAX_PENDING: usize = 16;
+static PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Run several probes at once, each on a thread of its own, and return every result within
+/// the longest of their timeouts, name lookup included (`getaddrinfo` has no timeout of its
+/// own: a probe still looking up when its time is up fails, and its thread is left to end by
+/// itself). One round of probes therefore never takes longer than [`MAX_TIMEOUT`].
+pub fn check_all(probes: &[(Target, Duration)]) -> Vec<Result<(), String>> {
+    use std::sync::atomic::Ordering;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = std::time::Instant::now();
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; probes.len()];
+    for (i, (target, timeout)) in probes.iter().enumerate() {
+        if PENDING.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
+            PENDING.fetch_sub(1, Ordering::SeqCst);
+            results[i] = Some(Err("earlier probes are still waiting for an answer".into()));
+            continue;
+        }
+        let (tx, target, timeout) = (tx.clone(), target.clone(), *timeout);
+        let spawned = std::thread::Builder::new()
+            .name("probe".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let r = check(&target, timeout);
+                PENDING.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send((i, r));
+            });
+        if let Err(e) = spawned {
+            PENDING.fetch_sub(1, Ordering::SeqCst);
+            results[i] = Some(Err(format!("cannot start a probe thread: {e}")));
+        }
+    }
+    drop(tx);
+    let limit = probes.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    while results.iter().any(Option::is_none) {
+        let left = limit.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok((i, r)) => results[i] = Some(r),
+            Err(_) => break,
+        }
+    }
+    results
+        .into_iter()
+        .zip(probes)
+        .map(|(r, (_, timeout))| {
+            r.unwrap_or_else(|| {
+                Err(format!(
+                    "no answer within {:.1}s (name lookup or connection still pending)",
+                    timeout.as_secs_f64()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The probe's request: HTTP/1.0, with the `Host:` header HTTP requires (RFC 9110: an IPv6
+/// address in brackets).
+fn http_request(host: &str, port: u16, path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.0\r\nHost: {}:{port}\r\nUser-Agent: imageserving-supervisor\r\nConnection: close\r\n\r\n",
+        UrlHost(host)
+    )
+}
+
+/// Run one probe; `Err` says why it failed, in a few words. Each step (connect, write, read)
+/// waits at most `timeout`; name lookup is not bounded here: [`check_all`] bounds the whole.
 pub fn check(target: &Target, timeout: Duration) -> Result<(), String> {
     match target {
         Target::Tcp { host, port } => connect(host, *port, timeout).map(drop),
@@ -191,10 +303,9 @@ pub fn check(target: &Target, timeout: Duration) -> Result<(), String> {
             let io = |e: std::io::Error| e.to_string();
             stream.set_read_timeout(Some(timeout)).map_err(io)?;
             stream.set_write_timeout(Some(timeout)).map_err(io)?;
-            let request = format!(
-                "GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: imageserving-supervisor\r\nConnection: close\r\n\r\n"
-            );
-            stream.write_all(request.as_bytes()).map_err(io)?;
+            stream
+                .write_all(http_request(host, *port, path).as_bytes())
+                .map_err(io)?;
             let mut buf = [0u8; 64];
             let mut len = 0;
             while len < 12 {
@@ -235,16 +346,19 @@ fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String
     Err(last)
 }
 
-/// The status code of an HTTP/1.x status line.
+/// The status code of an HTTP/1.x status line. Only the bytes up to the code are read: the
+/// reason phrase may be anything, including a multibyte character cut by the read.
 pub fn parse_status_line(bytes: &[u8]) -> Result<u16, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not an HTTP answer".to_owned())?;
-    let mut parts = text.split(' ');
-    match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => code
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| "not an HTTP answer".to_owned()),
-        _ => Err("not an HTTP answer".to_owned()),
+    let not_http = || "not an HTTP answer".to_owned();
+    let space = bytes.iter().position(|b| *b == b' ').ok_or_else(not_http)?;
+    if !bytes.starts_with(b"HTTP/") {
+        return Err(not_http());
+    }
+    match bytes.get(space + 1..space + 4) {
+        Some(code) if code.iter().all(u8::is_ascii_digit) => {
+            Ok(code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')))
+        }
+        _ => Err(not_http()),
     }
 }
 
@@ -285,8 +399,25 @@ mod tests {
         );
         assert_eq!(
             parse_target("tcp://[::1]:1").unwrap().to_string(),
-            "tcp://::1:1"
+            "tcp://[::1]:1"
         );
+        assert_eq!(
+            parse_target("http://[::1]:8080/x"),
+            Ok(Target::Http {
+                host: "::1".into(),
+                port: 8080,
+                path: "/x".into()
+            })
+        );
+        for bad in [
+            "tcp://::1:1",
+            "tcp://[::1:1",
+            "tcp://::1]:1",
+            "tcp://[]:1",
+            "tcp://[a]:1",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -337,6 +468,14 @@ mod tests {
             "IMAGESERVING_PROBE_FAILURES=-1",
             "IMAGESERVING_PROBE_START_GRACE_SEC=-1",
             "IMAGESERVING_PROBE_START_GRACE_SEC=inf",
+            // Regression: 1e-10 became a zero timeout, every probe failed, and the component
+            // was restarted in a loop.
+            "IMAGESERVING_PROBE_TIMEOUT_SEC=1e-10",
+            "IMAGESERVING_PROBE_TIMEOUT_SEC=0.01",
+            "IMAGESERVING_PROBE_INTERVAL_SEC=0.001",
+            // A probe may not outlast what the watchdog period can hold.
+            "IMAGESERVING_PROBE_TIMEOUT_SEC=3600",
+            "IMAGESERVING_PROBE_TIMEOUT_SEC=11",
         ] {
             let r =
                 ProbeSettings::from_environment("u", &env(&["IMAGESERVING_PROBE=tcp://a:1", kv]));
@@ -362,6 +501,74 @@ mod tests {
         assert_eq!(parse_status_line(b"HTTP/1.0 404 Not Found"), Ok(404));
         assert!(parse_status_line(b"SSH-2.0-OpenSSH").is_err());
         assert!(parse_status_line(&[0xff, 0xfe]).is_err());
+        assert!(parse_status_line(b"HTTP/1.1 2x0 OK").is_err());
+        assert!(parse_status_line(b"HTTP/1.1 20").is_err());
+    }
+
+    /// Regression: `Host: ::1` (not allowed by HTTP) made a strict server answer 400, and
+    /// the component was restarted.
+    #[test]
+    fn the_host_header_brackets_an_ipv6_address() {
+        assert!(http_request("::1", 8080, "/is/image")
+            .starts_with("GET /is/image HTTP/1.0\r\nHost: [::1]:8080\r\n"));
+        assert!(http_request("localhost", 80, "/").contains("\r\nHost: localhost:80\r\n"));
+    }
+
+    /// Regression: a reason phrase cut inside a multibyte character at byte 64 (the read
+    /// buffer) made a 200 "not an HTTP answer".
+    #[test]
+    fn a_reason_phrase_cut_inside_a_character_is_still_a_200() {
+        let mut line = b"HTTP/1.1 200 ".to_vec();
+        while line.len() < 63 {
+            line.push(b'a');
+        }
+        line.extend_from_slice("é".as_bytes());
+        assert_eq!(parse_status_line(&line[..64]), Ok(200));
+    }
+
+    #[test]
+    fn a_round_of_probes_ends_by_its_deadline_whatever_hangs() {
+        // A listener that accepts and never answers: the HTTP probe waits for its read
+        // timeout; the round still ends then, with every result.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = hung.local_addr().unwrap().port();
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_port = open.local_addr().unwrap().port();
+        let t = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let r = check_all(&[
+            (
+                parse_target(&format!("http://127.0.0.1:{port}/")).unwrap(),
+                t,
+            ),
+            (
+                parse_target(&format!("tcp://127.0.0.1:{open_port}")).unwrap(),
+                t,
+            ),
+        ]);
+        let took = started.elapsed();
+        assert!(r[0].is_err(), "{r:?}");
+        assert_eq!(r[1], Ok(()));
+        assert!(
+            took < Duration::from_millis(1500),
+            "the round took {took:?}"
+        );
+        drop(hung);
+    }
+
+    #[test]
+    fn a_start_is_judged_by_the_same_settings_as_the_supervisor() {
+        let s = ProbeSettings::from_environment(
+            "u",
+            &env(&[
+                "IMAGESERVING_PROBE=tcp://a:1",
+                "IMAGESERVING_PROBE_START_GRACE_SEC=300",
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        // 300 s of grace, then 3 failures 5 + 2 s apart.
+        assert_eq!(s.serve_deadline(), Duration::from_secs(321));
     }
 
     // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
@@ -373,7 +580,7 @@ mod tests {
 
         #[test]
         fn fuzz_valid_targets_round_trip(
-            host in "[a-z][a-z0-9.-]{0,20}",
+            host in "[a-z][a-z0-9.-]{0,20}|\\[(::1|::|fe80::[0-9a-f]{1,4}|2001:db8(:[0-9a-f]{1,4}){1,6})\\]|[0-9]{1,3}(\\.[0-9]{1,3}){3}",
             port in 1u16..,
             path in "(/[a-zA-Z0-9._~-]{0,10}){1,3}",
             http in proptest::prelude::any::<bool>(),

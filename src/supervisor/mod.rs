@@ -24,9 +24,9 @@ use log::Priority;
 const START_POLL: Duration = Duration::from_millis(50);
 /// Default ceiling for a start that keeps progressing past `TimeoutStartSec=`.
 const DEFAULT_START_LIMIT: Duration = Duration::from_secs(600);
-/// The longest one call to the manager may take: well inside `WatchdogSec=30s`, so that a
-/// stalled manager cannot make the supervisor miss its watchdog ping.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one call to the manager may take: a stalled manager stops the supervisor's
+/// loop for no longer than this.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest back-off between two restarts of the same component.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -218,7 +218,13 @@ impl Supervisor {
         spawn_signal_thread(tx)?;
         let mut usec = 0;
         let watchdog =
-            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        if let Some(period) = watchdog {
+            check_fits_watchdog(&watched, period)?;
+        }
+        // Ping every quarter of the period: a ping comes at most a quarter of it plus one
+        // probe round (at most half of it, checked above) after the last.
+        let watchdog = watchdog.map(|period| period / 4);
         Ok(Supervisor {
             mgr,
             watched,
@@ -286,25 +292,37 @@ impl Supervisor {
         // systemd already gave it its restarts; the operator decides ('ImageServing start'
         // or 'restart NAME'), and the supervisor takes it up again once it is active.
         loop {
-            let now = Instant::now();
-            for w in &mut self.watched {
-                if w.state == ActiveState::Active && !w.serving {
-                    if let Some(p) = &w.probe {
-                        match probe::check(&p.target, p.timeout) {
-                            Ok(()) => {
-                                w.serving = true;
-                                w.proven = true;
-                                w.last_error = None;
-                                log::log(
-                                    Priority::Info,
-                                    &format!("{} serves on {}", w.component, p.target),
-                                );
-                            }
-                            Err(e) => w.last_error = Some(e),
+            let starting: Vec<usize> = (0..self.watched.len())
+                .filter(|i| {
+                    let w = &self.watched[*i];
+                    w.state == ActiveState::Active && !w.serving && w.probe.is_some()
+                })
+                .collect();
+            let outcomes = probe::check_all(
+                &starting
+                    .iter()
+                    .filter_map(|i| self.watched[*i].probe.as_ref())
+                    .map(|p| (p.target.clone(), p.timeout))
+                    .collect::<Vec<_>>(),
+            );
+            for (i, outcome) in starting.into_iter().zip(outcomes) {
+                let w = &mut self.watched[i];
+                match outcome {
+                    Ok(()) => {
+                        w.serving = true;
+                        w.proven = true;
+                        w.last_error = None;
+                        if let Some(p) = &w.probe {
+                            log::log(
+                                Priority::Info,
+                                &format!("{} serves on {}", w.component, p.target),
+                            );
                         }
                     }
+                    Err(e) => w.last_error = Some(e),
                 }
             }
+            let now = Instant::now();
             let waiting: Vec<String> = self
                 .watched
                 .iter()
@@ -387,9 +405,7 @@ impl Supervisor {
         let mut next_ping = Instant::now();
         loop {
             let now = Instant::now();
-            for i in 0..self.watched.len() {
-                self.probe_one(i, now);
-            }
+            self.probe_round(now);
             let summary = self.summary();
             self.set_status(summary);
             if let Some(wd) = self.watchdog {
@@ -414,26 +430,51 @@ impl Supervisor {
         }
     }
 
-    fn probe_one(&mut self, i: usize, now: Instant) {
+    /// Probe every component that is due, all at once: one round takes at most the longest
+    /// probe timeout, whatever hangs, so the loop that pings the watchdog is never held up
+    /// longer than that.
+    fn probe_round(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut probes = Vec::new();
+        for (i, w) in self.watched.iter_mut().enumerate() {
+            let Some(p) = &w.probe else {
+                w.serving = w.state == ActiveState::Active;
+                continue;
+            };
+            if w.state != ActiveState::Active || now < w.next_probe {
+                continue;
+            }
+            w.next_probe = now + p.interval;
+            due.push(i);
+            // A process stopped by a signal still has its port open (the kernel completes
+            // TCP handshakes into the backlog), so a connect probe alone would call it
+            // serving.
+            if w.main_pid > 0 && self.procs.run_state(w.main_pid) == Sample::Value('T') {
+                outcomes.push(Some(Err(format!(
+                    "its main process {} is stopped (SIGSTOP)",
+                    w.main_pid
+                ))));
+            } else {
+                outcomes.push(None);
+                probes.push((p.target.clone(), p.timeout));
+            }
+        }
+        let mut probed = probe::check_all(&probes).into_iter();
+        for (i, outcome) in due.into_iter().zip(outcomes) {
+            let outcome = outcome
+                .or_else(|| probed.next())
+                .unwrap_or_else(|| Err("no probe result".to_owned()));
+            self.apply(i, now, outcome);
+        }
+    }
+
+    /// Take one probe's outcome into account: count failures (after the start grace) and
+    /// restart the component when they reach its limit.
+    fn apply(&mut self, i: usize, now: Instant, outcome: Result<(), String>) {
         let w = &mut self.watched[i];
         let Some(p) = w.probe.clone() else {
-            w.serving = w.state == ActiveState::Active;
             return;
-        };
-        if w.state != ActiveState::Active || now < w.next_probe {
-            return;
-        }
-        w.next_probe = now + p.interval;
-        // A process stopped by a signal still has its port open (the kernel completes TCP
-        // handshakes into the backlog), so a connect probe alone would call it serving.
-        let stopped = w.main_pid > 0 && self.procs.run_state(w.main_pid) == Sample::Value('T');
-        let outcome = if stopped {
-            Err(format!(
-                "its main process {} is stopped (SIGSTOP)",
-                w.main_pid
-            ))
-        } else {
-            probe::check(&p.target, p.timeout)
         };
         match outcome {
             Ok(()) => {
@@ -536,6 +577,29 @@ impl Supervisor {
             problems.join(", ")
         )
     }
+}
+
+/// A probe round (at most the longest probe timeout) must fit in half the watchdog period;
+/// a setting that cannot is rejected as any bad setting is (exit 78). A call to a stalled
+/// manager ([`CALL_TIMEOUT`]) need not fit: a stalled manager enforces no watchdog either.
+fn check_fits_watchdog(watched: &[Watched], period: Duration) -> Result<(), SettingError> {
+    for w in watched {
+        if let Some(p) = &w.probe {
+            if p.timeout > period / 2 {
+                return Err(SettingError {
+                    unit: w.component.unit().to_owned(),
+                    key: probe::KEY_TIMEOUT,
+                    value: format!("{}", p.timeout.as_secs_f64()),
+                    why: format!(
+                        "with WatchdogSec={}s the probe timeout may be at most {}s",
+                        period.as_secs(),
+                        (period / 2).as_secs_f64()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {

@@ -243,11 +243,12 @@ impl Sandbox {
                 .filter(|(x, _)| *x == c)
                 .map(|(_, a)| a.replace("{root}", &root))
                 .collect();
-            let lines: Vec<&str> = opts
+            // "{port}" in a service line is the component's port.
+            let lines: Vec<String> = opts
                 .service
                 .iter()
                 .filter(|(x, _)| *x == c)
-                .map(|(_, l)| l.as_str())
+                .map(|(_, l)| l.replace("{port}", &port.to_string()))
                 .collect();
             self.dropin(
                 c.unit(),

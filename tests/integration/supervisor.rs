@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
-use imageserving::systemd::ActiveState;
+use imageserving::systemd::{ActiveState, ExecStatus};
 
 use crate::harness::{eventually, signal, Options, Sandbox};
 
@@ -131,12 +131,15 @@ fn killing_the_supervisor_leaves_the_components_alone() {
 
 #[test]
 fn a_supervisor_that_stops_pinging_is_restarted_by_the_watchdog() {
-    let sb = Sandbox::with(
-        Options::default()
-            .supervisor("WatchdogSec=1s")
-            .supervisor("TimeoutAbortSec=1s")
-            .supervisor("RestartSec=100ms"),
-    );
+    // A 1 s watchdog holds probe timeouts of at most 0.5 s.
+    let mut opts = Options::default()
+        .supervisor("WatchdogSec=1s")
+        .supervisor("TimeoutAbortSec=1s")
+        .supervisor("RestartSec=100ms");
+    for c in Component::ALL {
+        opts = opts.service(c, "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=0.3");
+    }
+    let sb = Sandbox::with(opts);
     sb.run(&["start"]).code(0);
     let before = sb.component_pids();
     let sup = sb.state(SUPERVISOR).main_pid;
@@ -270,4 +273,80 @@ fn a_supervisor_started_with_a_failed_component_comes_up_and_watches_the_others(
     let ps = sb.main_pid(Component::Platform);
     signal(ps, "USR1");
     sb.wait_replaced(Component::Platform.unit(), ps, Duration::from_secs(30));
+}
+
+/// Regression: probes ran one after another on the loop that pings the watchdog, with no
+/// deadline for the round: three components that accept and never answer held the loop for
+/// three probe timeouts, and systemd killed a healthy supervisor for missing its watchdog.
+#[test]
+fn probes_that_hang_do_not_starve_the_watchdog() {
+    let mut opts = Options::default().supervisor("WatchdogSec=16s");
+    for c in Component::ALL {
+        if c != Component::Platform {
+            // HTTP probes for is and svg too (ps has one): a TCP connect sees no hang.
+            opts = opts.service(c, "Environment=IMAGESERVING_PROBE=http://127.0.0.1:{port}/");
+        }
+        opts = opts.service(
+            c,
+            "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=7 IMAGESERVING_PROBE_FAILURES=1000",
+        );
+    }
+    let sb = Sandbox::with(opts);
+    sb.run(&["start"]).code(0);
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    for pid in sb.component_pids() {
+        signal(pid, "USR1");
+    }
+    // Three hung probes at once take 7 s a round, not 21: the watchdog (16 s, pinged every
+    // 4 s) is fed all along.
+    std::thread::sleep(Duration::from_secs(25));
+    let s = sb.state(SUPERVISOR);
+    assert_eq!(
+        (s.main_pid, s.restarts),
+        (supervisor, 0),
+        "the supervisor was restarted: {}",
+        s.summary()
+    );
+    assert!(
+        s.status_text.contains("0/3 components serving"),
+        "{}",
+        s.status_text
+    );
+}
+
+/// A probe timeout the watchdog period cannot hold is a bad setting (exit 78, key named),
+/// and so is one below the floor (1e-10 s used to mean "every probe fails").
+#[test]
+fn probe_timeouts_the_supervisor_cannot_honour_are_rejected() {
+    for (line, needle) in [
+        (
+            "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=9",
+            "with WatchdogSec=16s",
+        ),
+        (
+            "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=1e-10",
+            "from 0.1 to 10",
+        ),
+    ] {
+        let sb = Sandbox::with(
+            Options::default()
+                .supervisor("WatchdogSec=16s")
+                .service(Component::Image, line),
+        );
+        let r = sb.run(&["start"]).code(1);
+        assert!(
+            r.stderr.contains("IMAGESERVING_PROBE_TIMEOUT_SEC"),
+            "{line}: {}",
+            r.stderr
+        );
+        let s = sb.state(SUPERVISOR);
+        assert_eq!(
+            s.exec_status,
+            ExecStatus::Exited(78),
+            "{line}: {}",
+            s.summary()
+        );
+        assert_eq!(s.restarts, 0, "{line}: {}", s.summary());
+        assert!(s.status_text.contains(needle), "{line}: {}", s.status_text);
+    }
 }
