@@ -19,6 +19,12 @@ use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState};
 /// How often a component that is active but not yet answering is probed again.
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
+/// A job result that means the unit is where the job meant it to be: `done`, or `skipped`
+/// (nothing was left to do), as `systemctl` counts them.
+fn job_succeeded(result: &str) -> bool {
+    matches!(result, "done" | "skipped")
+}
+
 /// One unit of the stack, loaded.
 #[derive(Debug, Clone)]
 struct StackUnit {
@@ -50,6 +56,8 @@ pub struct Stack {
     target: OwnedObjectPath,
     /// Supervisor first, then the components.
     services: Vec<StackUnit>,
+    /// The first unit of the stack that is masked, if any.
+    masked: Option<String>,
 }
 
 /// What a command did, for the one line printed on success.
@@ -86,7 +94,8 @@ impl std::fmt::Display for Outcome {
 
 impl Stack {
     /// Connect to `scope`'s manager and load the stack's units; a missing unit is
-    /// [`Error::NotInstalled`].
+    /// [`Error::NotInstalled`]. A masked one makes `start` and `restart` fail with
+    /// [`Error::Masked`].
     pub fn open(scope: Scope) -> Result<Stack, Error> {
         let mgr = Manager::connect(scope)?;
         let names: Vec<&str> = std::iter::once(TARGET)
@@ -101,6 +110,8 @@ impl Stack {
                 scope,
             });
         }
+        // A masked unit can still be stopped; start and restart refuse it (`startable`).
+        let masked = infos.iter().find(|i| i.is_masked()).map(|i| i.name.clone());
         let mut paths = infos.into_iter().map(|i| i.path);
         let target = paths
             .next()
@@ -117,7 +128,19 @@ impl Stack {
             mgr,
             target,
             services,
+            masked,
         })
+    }
+
+    /// Whether the units a start or restart needs can be started: a masked one cannot.
+    fn startable(&self) -> Result<(), Error> {
+        match &self.masked {
+            Some(unit) => Err(Error::Masked {
+                unit: unit.clone(),
+                scope: self.mgr.scope(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn events(&self) -> Result<Events, Error> {
@@ -145,6 +168,7 @@ impl Stack {
 
     /// Start the target and wait until the supervisor reports the stack ready.
     pub fn start(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        self.startable()?;
         let events = self.events()?;
         self.reset_failed(&self.all_names())?;
         let job = self.mgr.start_unit(TARGET)?;
@@ -154,6 +178,7 @@ impl Stack {
 
     /// Restart every unit of the stack, supervisor included, and wait until ready again.
     pub fn restart(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        self.startable()?;
         let events = self.events()?;
         self.reset_failed(&self.all_names())?;
         let job = self.mgr.restart_unit(TARGET)?;
@@ -167,6 +192,9 @@ impl Stack {
         component: Component,
         progress: &mut Progress,
     ) -> Result<Outcome, Error> {
+        if self.masked.as_deref() == Some(component.unit()) {
+            self.startable()?;
+        }
         let unit = self
             .services
             .iter()
@@ -182,12 +210,13 @@ impl Stack {
         ));
         let result = self.wait_job(&events, &job, std::slice::from_ref(unit))?;
         let state = self.mgr.service_state(unit.path.as_str())?;
-        if state.active_state == ActiveState::Active {
+        // A unit that Restart= brings back is waited for as one that came up at once.
+        if state.active_state == ActiveState::Active || state.will_retry() {
             self.wait_serving(std::slice::from_ref(unit), "Restarting", progress)?;
             let state = self.mgr.service_state(unit.path.as_str())?;
             return Ok(Outcome::ComponentRestarted(component, state.main_pid));
         }
-        if state.has_failed() || result != "done" {
+        if state.has_failed() || !job_succeeded(&result) {
             return Err(unit.failure(&state));
         }
         Err(Error::NotAsAsked(format!(
@@ -291,7 +320,10 @@ impl Stack {
         // Every job is gone: judge every unit on its state now.
         for unit in watched {
             let state = self.mgr.service_state(unit.path.as_str())?;
-            if state.active_state != ActiveState::Active {
+            // One that Restart= brings back is waited for below, by its probe.
+            if state.active_state != ActiveState::Active
+                && !(state.will_retry() && unit.component.is_some())
+            {
                 if state.has_failed() || unit.component.is_none() {
                     return Err(unit.failure(&state));
                 }
@@ -303,7 +335,7 @@ impl Stack {
                 )));
             }
         }
-        if result != "done" {
+        if !job_succeeded(&result) {
             return Err(Error::NotAsAsked(format!(
                 "the start job of {TARGET} ended with result '{result}'"
             )));
@@ -412,6 +444,14 @@ impl Stack {
             return Ok(Outcome::AlreadyStopped);
         }
         let job = self.mgr.stop_unit(TARGET)?;
+        // A masked member has lost its PartOf= (its unit file is /dev/null now): the
+        // target's stop does not reach it, so it is stopped by name.
+        for info in before
+            .iter()
+            .filter(|u| u.is_masked() && !u.active_state.is_down())
+        {
+            self.mgr.stop_unit(&info.name)?;
+        }
         // The target's own stop job ends before its members stop (they are ordered after
         // it at stop time), so the wait is on the members' states, not on that job.
         let mut job_gone = false;

@@ -37,6 +37,14 @@ pub enum Error {
         /// Which manager.
         scope: Scope,
     },
+    /// A unit of the stack is masked: it cannot be started until unmasked.
+    #[error("{unit} is masked for the {scope} manager and cannot be started: unmask it with 'systemctl{flag} unmask {unit}'", flag = scope.flag())]
+    Masked {
+        /// The masked unit.
+        unit: String,
+        /// Which manager.
+        scope: Scope,
+    },
     /// A component's unit failed while we waited for it.
     #[error("{title} ({component}, {unit}) failed: {reason}", title = component.title(), unit = component.unit())]
     ComponentFailed {
@@ -62,7 +70,7 @@ impl Error {
         match self {
             Error::Usage(_) => exit::USAGE,
             Error::Systemd(SystemdError::PermissionDenied { .. }) => exit::PRIVILEGE,
-            Error::NotInstalled { .. } => exit::NOT_INSTALLED,
+            Error::NotInstalled { .. } | Error::Masked { .. } => exit::NOT_INSTALLED,
             _ => exit::FAILURE,
         }
     }

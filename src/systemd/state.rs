@@ -95,6 +95,11 @@ impl UnitInfo {
     pub fn is_installed(&self) -> bool {
         !matches!(self.load_state.as_str(), "not-found")
     }
+
+    /// Whether the unit is masked (`systemctl mask`): installed, but it cannot be started.
+    pub fn is_masked(&self) -> bool {
+        self.load_state == "masked"
+    }
 }
 
 /// How the main process of a service last ended (`ExecMainCode`/`ExecMainStatus`).
@@ -194,13 +199,16 @@ pub struct ServiceState {
     pub program: Option<String>,
     /// How many times systemd restarted it automatically.
     pub restarts: u32,
+    /// The id of the job pending for the unit, 0 when none.
+    pub job_id: u32,
 }
 
 type ExecCommand = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
 
 impl ServiceState {
     /// The properties [`ServiceState::from_values`] expects, in order.
-    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 9] = [
+    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 10] = [
+        (PropertyInterface::Unit, "Job"),
         (PropertyInterface::Unit, "ActiveState"),
         (PropertyInterface::Unit, "SubState"),
         (PropertyInterface::Service, "Result"),
@@ -215,6 +223,9 @@ impl ServiceState {
     pub(super) fn from_values(values: Vec<Option<OwnedValue>>) -> ServiceState {
         let mut v = values.into_iter();
         let mut next = || v.next().flatten();
+        let job_id = next()
+            .and_then(|v| <(u32, OwnedObjectPath)>::try_from(v).ok())
+            .map_or(0, |(id, _)| id);
         let active = string(next());
         let sub_state = string(next());
         let result = string(next());
@@ -227,6 +238,7 @@ impl ServiceState {
             .and_then(|cmds| cmds.into_iter().next().map(|c| c.0));
         let restarts = uint(next());
         ServiceState {
+            job_id,
             active_state: ActiveState::parse(&active),
             sub_state,
             result,
@@ -238,12 +250,18 @@ impl ServiceState {
         }
     }
 
-    /// Whether the unit has failed since its last start: it is `failed`, or waiting to be
-    /// restarted after a failure. Either way waiting longer for it to come up cannot succeed
-    /// without another failure first.
+    /// Whether the unit has failed for good: `failed` with no job that would act on it.
+    /// A unit that `Restart=` will bring back (`auto-restart`, `auto-restart-queued` since
+    /// systemd 254), or that shows `failed` for a moment between the halves of a restart job,
+    /// has not: systemd is still bringing it up.
     pub fn has_failed(&self) -> bool {
-        self.active_state == ActiveState::Failed
-            || (self.sub_state == "auto-restart" && self.result != "success")
+        self.active_state == ActiveState::Failed && self.job_id == 0
+    }
+
+    /// Whether systemd will start the unit again by itself: it waits out `RestartSec=`, or a
+    /// job for it is pending.
+    pub fn will_retry(&self) -> bool {
+        self.sub_state.starts_with("auto-restart") || self.job_id != 0
     }
 
     /// Whether systemd stopped restarting it: failed after automatic restarts. systemd keeps
@@ -276,7 +294,7 @@ impl ServiceState {
         if !self.status_text.is_empty() {
             parts.push(format!("it said: {}", self.status_text));
         }
-        if self.sub_state == "auto-restart" {
+        if self.sub_state.starts_with("auto-restart") {
             parts.push("systemd will retry it".to_owned());
         }
         if self.gave_up() {
@@ -321,37 +339,57 @@ fn uint(v: Option<OwnedValue>) -> u32 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn missing_binary_is_described_with_its_path() {
-        let s = ServiceState {
-            active_state: ActiveState::Activating,
-            sub_state: "auto-restart".into(),
-            result: "exit-code".into(),
+    fn state(active: ActiveState, sub: &str, result: &str, job_id: u32) -> ServiceState {
+        ServiceState {
+            active_state: active,
+            sub_state: sub.into(),
+            result: result.into(),
             exec_status: ExecStatus::Exited(203),
             main_pid: 0,
             status_text: String::new(),
             program: Some("/opt/x/bin/ImageServer".into()),
             restarts: 1,
-        };
+            job_id,
+        }
+    }
+
+    #[test]
+    fn missing_binary_is_described_with_its_path() {
+        let s = state(ActiveState::Failed, "failed", "exit-code", 0);
         assert!(s.has_failed());
         let why = s.failure_reason();
         assert!(why.contains("status 203"), "{why}");
         assert!(why.contains("/opt/x/bin/ImageServer"), "{why}");
     }
 
+    /// Regression: a unit that Restart= brings back, or that shows `failed` between the
+    /// halves of a restart job, failed `start` and `restart`.
     #[test]
-    fn auto_restart_after_success_is_not_a_failure() {
-        let s = ServiceState {
-            active_state: ActiveState::Activating,
-            sub_state: "auto-restart".into(),
-            result: "success".into(),
-            exec_status: ExecStatus::Exited(0),
-            main_pid: 0,
-            status_text: String::new(),
-            program: None,
-            restarts: 0,
-        };
-        assert!(!s.has_failed());
+    fn only_a_unit_systemd_will_not_bring_back_has_failed() {
+        for (s, failed) in [
+            (
+                state(ActiveState::Activating, "auto-restart", "exit-code", 0),
+                false,
+            ),
+            (
+                state(
+                    ActiveState::Activating,
+                    "auto-restart-queued",
+                    "exit-code",
+                    7,
+                ),
+                false,
+            ),
+            (state(ActiveState::Failed, "failed", "exit-code", 12), false),
+            (
+                state(ActiveState::Activating, "auto-restart", "success", 0),
+                false,
+            ),
+            (state(ActiveState::Failed, "failed", "signal", 0), true),
+        ] {
+            assert_eq!(s.has_failed(), failed, "{s:?}");
+            assert_eq!(s.will_retry(), !failed, "{s:?}");
+        }
     }
 
     #[test]

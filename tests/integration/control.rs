@@ -162,6 +162,46 @@ fn units_not_installed_exit_5() {
     }
 }
 
+/// Regression: masked units counted as installed.
+#[test]
+fn a_masked_unit_is_named_with_exit_5_and_the_unmask_hint() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let unit = Component::Image.unit();
+    std::os::unix::fs::symlink("/dev/null", sb.root.join("config/systemd/user").join(unit))
+        .expect("mask");
+    sb.reload();
+    for cmd in [&["start"][..], &["restart"], &["restart", "is"]] {
+        sb.run(cmd)
+            .code(5)
+            .stderr_one_line()
+            .stderr_has(&format!("systemctl --user unmask {unit}"));
+    }
+    // Another component can still be restarted, and the stack stopped.
+    sb.run(&["restart", "svg"]).code(0);
+    sb.run(&["stop"]).code(0);
+    assert_eq!(sb.stack_pids(), Vec::<u32>::new());
+}
+
+/// Regression: a component that Restart= brings back within RestartSec= failed `start`.
+#[test]
+fn a_component_that_restart_brings_back_does_not_fail_start() {
+    // is exits 1 on its first run only; systemd restarts it 100 ms later and it serves.
+    let sb = Sandbox::with(Options::default().service(
+        Component::Image,
+        "ExecStart=\nExecStart=/bin/sh -c 'if [ ! -e {root}/ran-once ]; then touch {root}/ran-once; exit 1; fi; exec {standin} --port {port}'\nRestartSec=300ms",
+    ));
+    sb.run(&["start"])
+        .code(0)
+        .stdout_has("Image Serving started");
+    assert!(sb.root.join("ran-once").exists(), "is did not fail once");
+    assert_eq!(sb.state(Component::Image.unit()).restarts, 1);
+    // The same for restart of one component.
+    std::fs::remove_file(sb.root.join("ran-once")).expect("rm");
+    sb.run(&["restart", "is"]).code(0);
+    assert!(sb.root.join("ran-once").exists());
+}
+
 #[test]
 fn unreachable_bus_exits_1_naming_the_address() {
     let sb = Sandbox::new();

@@ -243,12 +243,17 @@ impl Sandbox {
                 .filter(|(x, _)| *x == c)
                 .map(|(_, a)| a.replace("{root}", &root))
                 .collect();
-            // "{port}" in a service line is the component's port.
+            // "{port}" in a service line is the component's port, "{root}" the sandbox's
+            // directory and "{standin}" the stand-in's path.
             let lines: Vec<String> = opts
                 .service
                 .iter()
                 .filter(|(x, _)| *x == c)
-                .map(|(_, l)| l.replace("{port}", &port.to_string()))
+                .map(|(_, l)| {
+                    l.replace("{port}", &port.to_string())
+                        .replace("{root}", &root)
+                        .replace("{standin}", STANDIN)
+                })
                 .collect();
             self.dropin(
                 c.unit(),
