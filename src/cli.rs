@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::component::Component;
+use crate::component::{Component, TARGET};
 use crate::control::{Outcome, Stack};
 use crate::error::{exit, Error};
 use crate::output;
@@ -167,18 +167,26 @@ pub fn execute(request: &Request) -> i32 {
     let scope = request.scope;
     match request.command {
         Command::Status(req, format) => status(scope, req, format),
-        Command::Start => control(scope, Stack::start),
-        Command::Stop => control(scope, Stack::stop),
-        Command::Restart(None) => control(scope, Stack::restart),
-        Command::Restart(Some(c)) => control(scope, |stack, p| stack.restart_component(c, p)),
+        Command::Start => control(scope, "starting", TARGET, Stack::start),
+        Command::Stop => control(scope, "stopping", TARGET, Stack::stop),
+        Command::Restart(None) => control(scope, "restarting", TARGET, Stack::restart),
+        Command::Restart(Some(c)) => control(scope, "restarting", c.unit(), |stack, p| {
+            stack.restart_component(c, p)
+        }),
     }
 }
 
 fn control(
     scope: Scope,
+    doing: &str,
+    unit: &str,
     action: impl FnOnce(&Stack, &mut Progress) -> Result<Outcome, Error>,
 ) -> i32 {
     let mut progress = Progress::for_stderr();
+    on_interrupt(format!(
+        "ImageServing: interrupted; systemd goes on {doing} {unit}: see 'ImageServing{} status'\n",
+        scope.flag()
+    ));
     let outcome = Stack::open(scope).and_then(|stack| action(&stack, &mut progress));
     progress.clear();
     match outcome {
@@ -219,6 +227,33 @@ fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
             report(&e, code)
         }
     }
+}
+
+/// On Ctrl-C (or SIGTERM, SIGHUP) while `start`, `stop` or `restart` waits: erase the
+/// progress line, say that systemd's job goes on (only the wait ends), and exit 128 + the
+/// signal's number, as a shell reports a command a signal ended. Best effort: without a
+/// signal thread the default action (termination) remains.
+fn on_interrupt(message: String) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    let _ = std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                use std::io::{IsTerminal, Write};
+                // Holding stderr's lock until the exit keeps the progress line from being
+                // drawn again.
+                let mut err = std::io::stderr().lock();
+                if err.is_terminal() {
+                    let _ = err.write_all(b"\r\x1b[2K");
+                }
+                let _ = err.write_all(message.as_bytes());
+                let _ = err.flush();
+                std::process::exit(128 + signal);
+            }
+        });
 }
 
 fn report(e: &Error, code: i32) -> i32 {

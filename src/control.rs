@@ -243,7 +243,7 @@ impl Stack {
                     job: done, result, ..
                 } if &done == job => return Ok(result),
                 Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
-                Event::JobRemoved { .. } => {}
+                Event::JobRemoved { .. } | Event::Reloaded => {}
             }
         }
     }
@@ -313,7 +313,7 @@ impl Stack {
                     ..
                 } if &done == job => result = Some(r),
                 Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
-                Event::JobRemoved { .. } => {}
+                Event::JobRemoved { .. } | Event::Reloaded => {}
             }
         }
         let result = result.unwrap_or_default();

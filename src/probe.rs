@@ -57,6 +57,18 @@ pub struct ProbeSettings {
 }
 
 impl ProbeSettings {
+    /// One line for the journal: target and timing.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} every {}s, timeout {}s, {} failures, start grace {}s",
+            self.target,
+            self.interval.as_secs_f64(),
+            self.timeout.as_secs_f64(),
+            self.failures,
+            self.start_grace.as_secs_f64()
+        )
+    }
+
     /// How long after a (re)start a component may go without answering before the
     /// supervisor restarts it: the start grace, then the failures it tolerates. `start` and
     /// `restart` wait as long, so the tool and the supervisor judge a slow start alike.

@@ -60,6 +60,7 @@ impl SupervisorError {
 
 enum Msg {
     Unit(OwnedObjectPath),
+    Reloaded,
     Terminate,
     BusLost(String),
 }
@@ -158,7 +159,10 @@ struct Supervisor {
     mgr: Manager,
     watched: Vec<Watched>,
     rx: Receiver<Msg>,
+    /// How often to ping the watchdog (a quarter of its period).
     watchdog: Option<Duration>,
+    /// `WatchdogSec=`, when set.
+    watchdog_period: Option<Duration>,
     start_limit: Duration,
     status: String,
     procs: ProcReader,
@@ -210,6 +214,7 @@ impl Supervisor {
         mgr.watch(&paths, move |event| {
             let msg = match event {
                 Ok(Event::UnitChanged { path }) => Msg::Unit(path),
+                Ok(Event::Reloaded) => Msg::Reloaded,
                 Ok(Event::JobRemoved { .. }) => return true,
                 Err(e) => Msg::BusLost(e.to_string()),
             };
@@ -220,8 +225,11 @@ impl Supervisor {
         let watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
         if let Some(period) = watchdog {
-            check_fits_watchdog(&watched, period)?;
+            for w in &watched {
+                check_probe_fits_watchdog(w.component.unit(), w.probe.as_ref(), period)?;
+            }
         }
+        let watchdog_period = watchdog;
         // Ping every quarter of the period: a ping comes at most a quarter of it plus one
         // probe round (at most half of it, checked above) after the last.
         let watchdog = watchdog.map(|period| period / 4);
@@ -230,6 +238,7 @@ impl Supervisor {
             watched,
             rx,
             watchdog,
+            watchdog_period,
             start_limit,
             status: String::new(),
             procs: ProcReader::new("/proc"),
@@ -373,12 +382,13 @@ impl Supervisor {
     /// Wait for a message or `timeout`; handle it. Returns `true` on a request to terminate.
     fn wait(&mut self, timeout: Duration) -> Result<bool, SupervisorError> {
         match self.rx.recv_timeout(timeout) {
-            Ok(Msg::Unit(path)) => {
-                self.refresh(Some(&path))?;
-                // Drain what else is queued so a burst costs one pass.
-                while let Ok(msg) = self.rx.try_recv() {
+            Ok(first @ (Msg::Unit(_) | Msg::Reloaded)) => {
+                // Handle it and what else is queued, so that a burst costs one pass.
+                let mut next = Some(first);
+                while let Some(msg) = next.take().or_else(|| self.rx.try_recv().ok()) {
                     match msg {
                         Msg::Unit(p) => self.refresh(Some(&p))?,
+                        Msg::Reloaded => self.reload_settings()?,
                         Msg::Terminate => return Ok(self.terminate()),
                         Msg::BusLost(e) => return Err(SupervisorError::BusLost(e)),
                     }
@@ -392,6 +402,50 @@ impl Supervisor {
                 Err(SupervisorError::BusLost("event threads ended".into()))
             }
         }
+    }
+
+    /// After a `daemon-reload`, take up the components' probe settings as they are now
+    /// (`systemctl edit` changes them, and `systemctl edit` reloads). A setting that is now
+    /// bad is logged and the old settings kept: a running supervisor does not stop watching
+    /// over a typo; at its next start the bad setting stops it (exit 78), as always.
+    fn reload_settings(&mut self) -> Result<(), SupervisorError> {
+        for i in 0..self.watched.len() {
+            let (unit, path) = (
+                self.watched[i].component.unit(),
+                self.watched[i].path.clone(),
+            );
+            let env = self.mgr.unit_environment(path.as_str())?;
+            let checked = ProbeSettings::from_environment(unit, &env).and_then(|p| {
+                if let Some(period) = self.watchdog_period {
+                    check_probe_fits_watchdog(unit, p.as_ref(), period)?;
+                }
+                Ok(p)
+            });
+            let w = &mut self.watched[i];
+            match checked {
+                Ok(probe) if probe != w.probe => {
+                    log::log(
+                        Priority::Notice,
+                        &format!(
+                            "{}: probe settings changed after daemon-reload: {}",
+                            w.component,
+                            probe
+                                .as_ref()
+                                .map_or("no probe".to_owned(), ProbeSettings::describe)
+                        ),
+                    );
+                    w.probe = probe;
+                    w.failures = 0;
+                    w.next_probe = Instant::now();
+                }
+                Ok(_) => {}
+                Err(e) => log::log(
+                    Priority::Err,
+                    &format!("ignoring the new probe settings, keeping the old ones: {e}"),
+                ),
+            }
+        }
+        Ok(())
     }
 
     fn terminate(&mut self) -> bool {
@@ -582,24 +636,24 @@ impl Supervisor {
 /// A probe round (at most the longest probe timeout) must fit in half the watchdog period;
 /// a setting that cannot is rejected as any bad setting is (exit 78). A call to a stalled
 /// manager ([`CALL_TIMEOUT`]) need not fit: a stalled manager enforces no watchdog either.
-fn check_fits_watchdog(watched: &[Watched], period: Duration) -> Result<(), SettingError> {
-    for w in watched {
-        if let Some(p) = &w.probe {
-            if p.timeout > period / 2 {
-                return Err(SettingError {
-                    unit: w.component.unit().to_owned(),
-                    key: probe::KEY_TIMEOUT,
-                    value: format!("{}", p.timeout.as_secs_f64()),
-                    why: format!(
-                        "with WatchdogSec={}s the probe timeout may be at most {}s",
-                        period.as_secs(),
-                        (period / 2).as_secs_f64()
-                    ),
-                });
-            }
-        }
+fn check_probe_fits_watchdog(
+    unit: &str,
+    probe: Option<&ProbeSettings>,
+    period: Duration,
+) -> Result<(), SettingError> {
+    match probe {
+        Some(p) if p.timeout > period / 2 => Err(SettingError {
+            unit: unit.to_owned(),
+            key: probe::KEY_TIMEOUT,
+            value: format!("{}", p.timeout.as_secs_f64()),
+            why: format!(
+                "with WatchdogSec={}s the probe timeout may be at most {}s",
+                period.as_secs(),
+                (period / 2).as_secs_f64()
+            ),
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {

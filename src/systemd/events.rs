@@ -27,6 +27,9 @@ pub enum Event {
         /// The unit's object path.
         path: OwnedObjectPath,
     },
+    /// The manager finished re-reading its unit files (`daemon-reload`): settings from unit
+    /// files and drop-ins may have changed.
+    Reloaded,
 }
 
 /// Signals from the manager, received from the moment this was created.
@@ -77,13 +80,16 @@ pub(super) fn forward(
     let mut iter = MessageIterator::from(conn);
     let call_err = |method| move |e: zbus::Error| SystemdError::from_call(scope, method, e);
     let dbus = DBusProxy::new(conn).map_err(call_err("AddMatch"))?;
-    let mut rules = vec![MatchRule::builder()
-        .msg_type(MessageType::Signal)
-        .sender(DESTINATION)
-        .and_then(|b| b.interface(MANAGER_IFACE))
-        .and_then(|b| b.member("JobRemoved"))
-        .map(|b| b.build())
-        .map_err(call_err("AddMatch"))?];
+    let manager_signal = |member| {
+        MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .sender(DESTINATION)
+            .and_then(|b| b.interface(MANAGER_IFACE))
+            .and_then(|b| b.member(member))
+            .map(|b| b.build())
+            .map_err(call_err("AddMatch"))
+    };
+    let mut rules = vec![manager_signal("JobRemoved")?, manager_signal("Reloading")?];
     for path in unit_paths {
         rules.push(
             MatchRule::builder()
@@ -150,6 +156,11 @@ fn to_event(msg: &zbus::Message) -> Option<Event> {
                 .ok()?;
             Some(Event::JobRemoved { job, unit, result })
         }
+        // Reloading(true) is sent before a reload, Reloading(false) after it.
+        (MANAGER_IFACE, "Reloading") => match msg.body().deserialize::<bool>() {
+            Ok(false) => Some(Event::Reloaded),
+            _ => None,
+        },
         (PROPERTIES_IFACE, "PropertiesChanged") => Some(Event::UnitChanged {
             path: header.path()?.to_owned().into(),
         }),

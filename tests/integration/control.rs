@@ -1,5 +1,7 @@
 //! start, stop, restart and their failures.
 
+use std::time::Duration;
+
 use imageserving::component::{Component, SUPERVISOR, TARGET};
 use imageserving::systemd::ActiveState;
 
@@ -295,6 +297,33 @@ fn progress_is_shown_on_a_terminal_only() {
     let piped = sb.run(&["start"]).code(0);
     assert_eq!(piped.stderr, "", "progress noise without a terminal");
     assert_eq!(piped.stdout.lines().count(), 1);
+}
+
+/// Regression: Ctrl-C during `start` left the progress line half drawn and said nothing of
+/// the job, which systemd goes on with.
+#[test]
+fn ctrl_c_clears_the_progress_line_and_says_the_job_goes_on() {
+    let sb = Sandbox::with(Options::default().arg(Component::Svg, "--start-delay 3"));
+    let tty = sb
+        .run_shell(&format!(
+            "script -qec 'timeout -s INT --preserve-status 1 {} --user start; echo exit=$?' /dev/null",
+            crate::harness::IMAGESERVING
+        ))
+        .code(0)
+        .stdout;
+    assert!(
+        tty.contains("waiting for"),
+        "no progress was drawn:\n{tty:?}"
+    );
+    assert!(
+        tty.contains("\r\x1b[2KImageServing: interrupted; systemd goes on starting imageserving.target: see 'ImageServing --user status'"),
+        "{tty:?}"
+    );
+    assert!(tty.contains("exit=130"), "{tty:?}");
+    // The wait ended, the job did not.
+    crate::harness::eventually(Duration::from_secs(20), "the stack up after all", || {
+        sb.state(imageserving::component::TARGET).active_state == ActiveState::Active
+    });
 }
 
 /// The system-manager code paths (the default scope, the supervisor's `--system`), run against

@@ -350,3 +350,44 @@ fn probe_timeouts_the_supervisor_cannot_honour_are_rejected() {
         assert!(s.status_text.contains(needle), "{line}: {}", s.status_text);
     }
 }
+
+/// Regression: the supervisor read the probe settings once, so `systemctl edit` (which
+/// reloads the manager) changed nothing until the supervisor restarted.
+#[test]
+fn probe_settings_are_taken_up_on_daemon_reload() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    // svg is now to be probed on a port where nothing listens.
+    sb.dropin(
+        Component::Svg.unit(),
+        "70-probe",
+        "[Service]\nEnvironment=IMAGESERVING_PROBE=tcp://127.0.0.1:1 IMAGESERVING_PROBE_FAILURES=1000\n",
+    );
+    sb.reload();
+    eventually(
+        Duration::from_secs(10),
+        "STATUS= shows svg probed at the new target",
+        || {
+            sb.state(SUPERVISOR)
+                .status_text
+                .contains("svg not answering on tcp://127.0.0.1:1")
+        },
+    );
+    // A bad setting on reload is logged; the supervisor keeps running with what it had.
+    sb.dropin(
+        Component::Svg.unit(),
+        "80-bad",
+        "[Service]\nEnvironment=IMAGESERVING_PROBE=udp://127.0.0.1:1\n",
+    );
+    sb.reload();
+    std::thread::sleep(Duration::from_secs(2));
+    let s = sb.state(SUPERVISOR);
+    assert_eq!((s.main_pid, s.restarts), (supervisor, 0), "{}", s.summary());
+    assert!(
+        s.status_text
+            .contains("svg not answering on tcp://127.0.0.1:1"),
+        "{}",
+        s.status_text
+    );
+}
