@@ -207,12 +207,7 @@ fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
                 }
                 Format::Json => match serde_json::to_string_pretty(&s) {
                     Ok(text) => output::out(&format!("{text}\n")),
-                    Err(e) => {
-                        return report(
-                            &Error::NotAsAsked(format!("cannot encode JSON: {e}")),
-                            exit::FAILURE,
-                        )
-                    }
+                    Err(e) => return report(&Error::Encode(e.to_string()), exit::FAILURE),
                 },
             }
             crate::status::exit_code(&s)

@@ -113,9 +113,10 @@ impl Stack {
         // A masked unit can still be stopped; start and restart refuse it (`startable`).
         let masked = infos.iter().find(|i| i.is_masked()).map(|i| i.name.clone());
         let mut paths = infos.into_iter().map(|i| i.path);
-        let target = paths
-            .next()
-            .ok_or_else(|| Error::NotAsAsked("the manager listed no units".into()))?;
+        let target = paths.next().ok_or_else(|| Error::BadAnswer {
+            scope,
+            what: "the units asked for".into(),
+        })?;
         let services = component::stack_units()
             .zip(paths)
             .map(|(name, path)| StackUnit {
@@ -199,7 +200,10 @@ impl Stack {
             .services
             .iter()
             .find(|u| u.component == Some(component))
-            .ok_or_else(|| Error::NotAsAsked(format!("{} is not loaded", component.unit())))?;
+            .ok_or_else(|| Error::BadAnswer {
+                scope: self.mgr.scope(),
+                what: component.unit().to_owned(),
+            })?;
         let events = self.events()?;
         self.reset_failed(&[unit.name])?;
         let job = self.mgr.restart_unit(unit.name)?;
@@ -219,12 +223,12 @@ impl Stack {
         if state.has_failed() || !job_succeeded(&result) {
             return Err(unit.failure(&state));
         }
-        Err(Error::NotAsAsked(format!(
-            "{} ({component}, {}) is {} after its restart job ended ({result})",
-            component.title(),
-            unit.name,
-            state.summary()
-        )))
+        Err(Error::StoppedMeanwhile {
+            label: unit.label(),
+            unit: unit.name.to_owned(),
+            state: state.summary(),
+            doing: "restart".into(),
+        })
     }
 
     /// Wait for `job` to be removed while watching `watched` for failures; returns the job's
@@ -327,18 +331,20 @@ impl Stack {
                 if state.has_failed() || unit.component.is_none() {
                     return Err(unit.failure(&state));
                 }
-                return Err(Error::NotAsAsked(format!(
-                    "{} ({}) is {} although the start job ended ({result}); another job may have stopped it",
-                    unit.label(),
-                    unit.name,
-                    state.summary()
-                )));
+                return Err(Error::StoppedMeanwhile {
+                    label: unit.label(),
+                    unit: unit.name.to_owned(),
+                    state: state.summary(),
+                    doing: verb.to_lowercase(),
+                });
             }
         }
         if !job_succeeded(&result) {
-            return Err(Error::NotAsAsked(format!(
-                "the start job of {TARGET} ended with result '{result}'"
-            )));
+            return Err(Error::JobFailed {
+                kind: "start",
+                unit: TARGET.to_owned(),
+                result,
+            });
         }
         let components: Vec<StackUnit> = watched
             .iter()
@@ -361,8 +367,7 @@ impl Stack {
         let mut pending = Vec::new();
         for unit in units {
             let env = self.mgr.unit_environment(unit.path.as_str())?;
-            let settings = ProbeSettings::from_environment(unit.name, &env)
-                .map_err(|e| Error::NotAsAsked(e.to_string()))?;
+            let settings = ProbeSettings::from_environment(unit.name, &env)?;
             if let Some(settings) = settings {
                 pending.push((unit, settings, String::new()));
             }
@@ -397,13 +402,11 @@ impl Stack {
                 .map(|(u, p, why)| format!("{} on {} ({why})", u.label(), p.target))
                 .collect();
             if Instant::now() >= deadline {
-                return Err(Error::NotAsAsked(format!(
-                    "{} active but not serving after {}s (the start grace, {}, and the probe failures the supervisor allows): {}",
-                    if waiting.len() == 1 { "is" } else { "are" },
-                    allowed.as_secs(),
-                    probe::KEY_START_GRACE,
-                    waiting.join(", ")
-                )));
+                return Err(Error::ServeTimeout {
+                    waiting: waiting.join(", "),
+                    several: waiting.len() > 1,
+                    after: allowed,
+                });
             }
             progress.show(&format!(
                 "{verb} Image Serving: waiting for {} to answer",
@@ -416,13 +419,12 @@ impl Stack {
                 }
                 // Stopped under us (say, by a concurrent `stop`): it will not start serving.
                 if state.active_state.is_down() {
-                    return Err(Error::NotAsAsked(format!(
-                        "{} ({}) is {} while {} waited for it to serve: another command stopped it",
-                        unit.label(),
-                        unit.name,
-                        state.summary(),
-                        verb.to_lowercase()
-                    )));
+                    return Err(Error::StoppedMeanwhile {
+                        label: unit.label(),
+                        unit: unit.name.to_owned(),
+                        state: state.summary(),
+                        doing: verb.to_lowercase(),
+                    });
                 }
             }
             std::thread::sleep(PROBE_POLL);
@@ -472,11 +474,10 @@ impl Stack {
                     .iter()
                     .find(|u| !u.active_state.is_down() && u.job_id == 0)
                 {
-                    return Err(Error::NotAsAsked(format!(
-                        "{} is {} again: another command started it while the stack was stopping",
-                        u.name,
-                        u.active_state.as_str()
-                    )));
+                    return Err(Error::StartedDuringStop {
+                        unit: u.name.clone(),
+                        state: u.active_state.as_str().to_owned(),
+                    });
                 }
             }
             progress.show(&format!("Stopping: waiting for {}…", running.join(", ")));
@@ -500,10 +501,7 @@ impl Stack {
         if left.is_empty() {
             Ok(())
         } else {
-            Err(Error::NotAsAsked(format!(
-                "the units are inactive but processes are left: {}",
-                left.join(", ")
-            )))
+            Err(Error::ProcessesLeft(left.join(", ")))
         }
     }
 }

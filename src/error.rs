@@ -59,9 +59,64 @@ pub enum Error {
         /// Result, exit status and status text, in words.
         reason: String,
     },
-    /// A job ended in a way that leaves the stack not as asked, for a reason we state.
-    #[error("{0}")]
-    NotAsAsked(String),
+    /// A component is active but did not answer its probe in the time the supervisor gives
+    /// it.
+    #[error("{waiting} {verb} active but not serving after {secs}s (the start grace, {key}, and the probe failures the supervisor allows)", verb = if *.several { "are" } else { "is" }, secs = .after.as_secs(), key = crate::probe::KEY_START_GRACE)]
+    ServeTimeout {
+        /// Each component still waited for, with its probe and why it failed.
+        waiting: String,
+        /// Whether that is more than one.
+        several: bool,
+        /// How long we waited.
+        after: std::time::Duration,
+    },
+    /// A unit went down while we waited for it to come up: another command stopped it.
+    #[error("{label} ({unit}) is {state} while {doing} waited for it: another command stopped it")]
+    StoppedMeanwhile {
+        /// `ps`, `is`, `svg` or `supervisor`.
+        label: String,
+        /// Its unit.
+        unit: String,
+        /// Its state now.
+        state: String,
+        /// `starting`, `restarting`.
+        doing: String,
+    },
+    /// A unit came up again while `stop` waited: another command started it.
+    #[error("{unit} is {state} again: another command started it while the stack was stopping")]
+    StartedDuringStop {
+        /// The unit.
+        unit: String,
+        /// Its state now.
+        state: String,
+    },
+    /// The units are inactive but processes of theirs are left.
+    #[error("the units are inactive but processes are left: {0}")]
+    ProcessesLeft(String),
+    /// A job ended with a result other than `done` or `skipped`.
+    #[error("the {kind} job of {unit} ended with result '{result}'")]
+    JobFailed {
+        /// `start`, `restart`.
+        kind: &'static str,
+        /// The job's unit.
+        unit: String,
+        /// systemd's job result.
+        result: String,
+    },
+    /// A component's probe settings cannot be used.
+    #[error(transparent)]
+    Setting(#[from] crate::probe::SettingError),
+    /// The manager's answer lacked something it always has (a unit we asked for).
+    #[error("the {scope} service manager's answer lacked {what}")]
+    BadAnswer {
+        /// Which manager.
+        scope: Scope,
+        /// What was missing.
+        what: String,
+    },
+    /// The output could not be encoded.
+    #[error("cannot encode the output as JSON: {0}")]
+    Encode(String),
 }
 
 impl Error {

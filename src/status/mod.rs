@@ -173,7 +173,10 @@ fn collect_with(
         Scope::User => "user",
     };
     let Some(sup_info) = infos.first() else {
-        return Err(Error::NotAsAsked("the manager returned no units".into()));
+        return Err(Error::BadAnswer {
+            scope: mgr.scope(),
+            what: "the units asked for".into(),
+        });
     };
     if !sup_info.active_state.is_up() {
         return Ok(StackStatus {
