@@ -271,6 +271,11 @@ impl Machine {
         Run::from(out, format!("[{} as {user}] {script}", self.name))
     }
 
+    /// The container's PID 1 as the host sees it.
+    pub fn pid1(&self) -> u32 {
+        self.pid1
+    }
+
     /// Start a long-running command inside the container's network namespace only, from the
     /// host's file system (a client of the container's loopback). It is killed on drop of
     /// the returned child, and by its own `timeout`.

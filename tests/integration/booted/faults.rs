@@ -1,0 +1,94 @@
+//! The failure modes that only show in production, on the booted system: a supervisor that
+//! starts while a component has failed, a manager or bus that stops answering, a reader that
+//! goes away.
+
+use std::time::{Duration, Instant};
+
+use imageserving::component::SUPERVISOR;
+
+use super::in_both_layouts;
+use super::machine::{Layout, Machine};
+use super::package::installed;
+
+fn production_faults(layout: Layout) {
+    let m = installed(layout);
+    m.sh("ImageServing start").code(0);
+
+    // A reader that goes away: no panic, no message, the command's own exit code.
+    let r = m.sh(
+        "ImageServing status | true; ImageServing status --json | head -c 1 >/dev/null; \
+                  ImageServing status | head -1 >/dev/null; echo \"exit=$?\"",
+    );
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("exit=0"), "{}", r.stdout);
+    assert_eq!(r.stderr, "", "a closed pipe was reported");
+
+    // The manager (PID 1 of the box) and then dbus-daemon stop answering: status gives up.
+    // (PID 1 is signalled from the host, by its PID there: init ignores SIGSTOP from inside
+    // its own namespace; dbus-daemon from inside, by its PID in the box.)
+    let dbus = m.main_pid("dbus.service");
+    for what in ["PID 1", "dbus-daemon"] {
+        signal(&m, what, dbus, "STOP");
+        let started = Instant::now();
+        let r = m.sh_timeout("ImageServing status", Duration::from_secs(30));
+        signal(&m, what, dbus, "CONT");
+        let took = started.elapsed();
+        let r = r
+            .code(4)
+            .stderr_one_line()
+            .stderr_has("did not answer within 4 s");
+        assert!(r.stdout.is_empty(), "{what}: {}", r.stdout);
+        assert!(
+            took < Duration::from_secs(15),
+            "{what} stopped: status took {took:?}"
+        );
+        m.sh("ImageServing status").code(0);
+    }
+
+    // svg fails until systemd gives up; then the supervisor is killed. It comes back, says
+    // so, and stays up (no restart loop) watching the others.
+    m.sh(
+        "printf '#!/bin/sh\\nexit 1\\n' >/usr/local/scene7/ImageServing/bin/SvgServer && \
+          systemctl restart imageserving-svg.service; true",
+    )
+    .code(0);
+    m.eventually(Duration::from_secs(30), "svg given up", || {
+        m.prop("imageserving-svg.service", "ActiveState") == "failed"
+    });
+    let old = m.main_pid(SUPERVISOR);
+    m.sh(&format!("kill -KILL {old}")).code(0);
+    m.eventually(
+        Duration::from_secs(20),
+        "the supervisor back, naming svg",
+        || {
+            let pid = m.main_pid(SUPERVISOR);
+            pid != old
+                && pid != 0
+                && m.prop(SUPERVISOR, "StatusText")
+                    .contains("svg failed, given up by systemd")
+        },
+    );
+    let sup = m.main_pid(SUPERVISOR);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        m.main_pid(SUPERVISOR),
+        sup,
+        "the supervisor restarted again"
+    );
+    assert_eq!(m.prop(SUPERVISOR, "ActiveState"), "active");
+    assert_eq!(m.prop(SUPERVISOR, "NRestarts"), "1");
+    m.sh("journalctl --no-pager -p err -u imageserving-supervisor.service")
+        .stdout_has("svg");
+}
+in_both_layouts!(
+    the_production_faults_hold_on_the_booted_system,
+    production_faults
+);
+
+fn signal(m: &Machine, what: &str, dbus: u32, sig: &str) {
+    if what == "PID 1" {
+        crate::harness::signal(m.pid1(), sig);
+    } else {
+        m.sh(&format!("kill -{sig} {dbus}")).code(0);
+    }
+}
