@@ -6,6 +6,7 @@
 //! all state and wakes on those messages or on its next probe or watchdog deadline. The
 //! watchdog is pinged from the main loop only, so a stuck loop is a missed ping.
 
+mod health;
 mod log;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -18,6 +19,7 @@ use crate::component::Component;
 use crate::probe::{self, ProbeSettings, SettingError};
 use crate::procinfo::{ProcReader, Sample};
 use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
+use health::{Health, Step};
 use log::Priority;
 
 /// How often probes run while the stack is starting.
@@ -27,8 +29,6 @@ const DEFAULT_START_LIMIT: Duration = Duration::from_secs(600);
 /// The longest one call to the manager may take: a stalled manager stops the supervisor's
 /// loop for no longer than this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest back-off between two restarts of the same component.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What stopped the supervisor.
 #[derive(Debug, thiserror::Error)]
@@ -65,28 +65,30 @@ enum Msg {
     BusLost(String),
 }
 
-/// One watched component.
+/// One watched component: what systemd says of its unit, and (when it has a probe) what
+/// its probes say ([`Health`], where the decisions are made).
 struct Watched {
     component: Component,
     path: OwnedObjectPath,
-    probe: Option<ProbeSettings>,
     state: ActiveState,
     sub_state: String,
     main_pid: u32,
-    serving: bool,
-    last_error: Option<String>,
-    failures: u32,
-    next_probe: Instant,
-    /// When its current process started (as far as we saw).
-    started: Instant,
-    /// Whether its current process has passed a probe yet.
-    proven: bool,
-    backoff: Duration,
-    not_before: Instant,
-    given_up: bool,
+    /// `None` for a component without a probe: it serves when its unit is active.
+    health: Option<Health>,
 }
 
 impl Watched {
+    fn serving(&self) -> bool {
+        match &self.health {
+            Some(h) => h.serving(),
+            None => self.state == ActiveState::Active,
+        }
+    }
+
+    fn settings(&self) -> Option<&ProbeSettings> {
+        self.health.as_ref().map(Health::settings)
+    }
+
     fn describe_wait(&self) -> String {
         if self.state != ActiveState::Active {
             format!(
@@ -96,11 +98,17 @@ impl Watched {
                 self.sub_state
             )
         } else {
-            match (&self.probe, &self.last_error) {
-                (Some(p), Some(e)) => {
-                    format!("{} not answering on {}: {e}", self.component, p.target)
-                }
-                _ => format!("{} not yet probed", self.component),
+            match self
+                .health
+                .as_ref()
+                .and_then(|h| Some((h, h.last_error()?)))
+            {
+                Some((h, e)) => format!(
+                    "{} not answering on {}: {e}",
+                    self.component,
+                    h.settings().target
+                ),
+                None => format!("{} not yet probed", self.component),
             }
         }
     }
@@ -193,19 +201,10 @@ impl Supervisor {
             watched.push(Watched {
                 component,
                 path,
-                probe,
                 state: ActiveState::Inactive,
                 sub_state: String::new(),
                 main_pid: 0,
-                serving: false,
-                last_error: None,
-                failures: 0,
-                next_probe: now,
-                started: now,
-                proven: false,
-                backoff: Duration::ZERO,
-                not_before: now,
-                given_up: false,
+                health: probe.map(|p| Health::new(p, now)),
             });
         }
         let (tx, rx) = mpsc::channel();
@@ -226,7 +225,7 @@ impl Supervisor {
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
         if let Some(period) = watchdog {
             for w in &watched {
-                check_probe_fits_watchdog(w.component.unit(), w.probe.as_ref(), period)?;
+                check_probe_fits_watchdog(w.component.unit(), w.settings(), period)?;
             }
         }
         let watchdog_period = watchdog;
@@ -274,12 +273,9 @@ impl Supervisor {
             w.sub_state = s.sub_state;
             w.main_pid = s.main_pid;
             if w.state != ActiveState::Active || restarted {
-                // A new process has to prove itself again, and gets the start grace to do so.
-                w.serving = w.probe.is_none() && w.state == ActiveState::Active;
-                w.failures = 0;
-                w.next_probe = Instant::now();
-                w.started = Instant::now();
-                w.proven = false;
+                if let Some(h) = &mut w.health {
+                    h.process_started(Instant::now());
+                }
             }
         }
         Ok(())
@@ -304,38 +300,33 @@ impl Supervisor {
             let starting: Vec<usize> = (0..self.watched.len())
                 .filter(|i| {
                     let w = &self.watched[*i];
-                    w.state == ActiveState::Active && !w.serving && w.probe.is_some()
+                    w.state == ActiveState::Active
+                        && w.health.as_ref().is_some_and(|h| !h.serving())
                 })
                 .collect();
             let outcomes = probe::check_all(
                 &starting
                     .iter()
-                    .filter_map(|i| self.watched[*i].probe.as_ref())
+                    .filter_map(|i| self.watched[*i].settings())
                     .map(|p| (p.target.clone(), p.timeout))
                     .collect::<Vec<_>>(),
             );
             for (i, outcome) in starting.into_iter().zip(outcomes) {
                 let w = &mut self.watched[i];
-                match outcome {
-                    Ok(()) => {
-                        w.serving = true;
-                        w.proven = true;
-                        w.last_error = None;
-                        if let Some(p) = &w.probe {
-                            log::log(
-                                Priority::Info,
-                                &format!("{} serves on {}", w.component, p.target),
-                            );
-                        }
+                if let Some(h) = &mut w.health {
+                    if h.probed_while_starting(outcome) {
+                        log::log(
+                            Priority::Info,
+                            &format!("{} serves on {}", w.component, h.settings().target),
+                        );
                     }
-                    Err(e) => w.last_error = Some(e),
                 }
             }
             let now = Instant::now();
             let waiting: Vec<String> = self
                 .watched
                 .iter()
-                .filter(|w| !w.serving && w.state != ActiveState::Failed)
+                .filter(|w| !w.serving() && w.state != ActiveState::Failed)
                 .map(Watched::describe_wait)
                 .collect();
             if waiting.is_empty() {
@@ -366,7 +357,7 @@ impl Supervisor {
         self.set_status(summary.clone());
         notify(&[NotifyState::Ready]);
         log::log(
-            if self.watched.iter().all(|w| w.serving) {
+            if self.watched.iter().all(Watched::serving) {
                 Priority::Notice
             } else {
                 Priority::Err
@@ -423,7 +414,7 @@ impl Supervisor {
             });
             let w = &mut self.watched[i];
             match checked {
-                Ok(probe) if probe != w.probe => {
+                Ok(probe) if probe.as_ref() != w.settings() => {
                     log::log(
                         Priority::Notice,
                         &format!(
@@ -434,9 +425,15 @@ impl Supervisor {
                                 .map_or("no probe".to_owned(), ProbeSettings::describe)
                         ),
                     );
-                    w.probe = probe;
-                    w.failures = 0;
-                    w.next_probe = Instant::now();
+                    let now = Instant::now();
+                    w.health = match (w.health.take(), probe) {
+                        (Some(mut h), Some(p)) => {
+                            h.set_settings(p, now);
+                            Some(h)
+                        }
+                        (None, Some(p)) => Some(Health::new(p, now)),
+                        (_, None) => None,
+                    };
                 }
                 Ok(_) => {}
                 Err(e) => log::log(
@@ -471,8 +468,8 @@ impl Supervisor {
             let mut wake = self
                 .watched
                 .iter()
-                .filter(|w| w.probe.is_some() && w.state == ActiveState::Active)
-                .map(|w| w.next_probe)
+                .filter(|w| w.state == ActiveState::Active)
+                .filter_map(|w| w.health.as_ref().map(Health::next_probe))
                 .min()
                 .unwrap_or(now + Duration::from_secs(60));
             if self.watchdog.is_some() {
@@ -492,14 +489,12 @@ impl Supervisor {
         let mut outcomes = Vec::new();
         let mut probes = Vec::new();
         for (i, w) in self.watched.iter_mut().enumerate() {
-            let Some(p) = &w.probe else {
-                w.serving = w.state == ActiveState::Active;
+            let Some(h) = &mut w.health else {
                 continue;
             };
-            if w.state != ActiveState::Active || now < w.next_probe {
+            if w.state != ActiveState::Active || !h.take_due(now) {
                 continue;
             }
-            w.next_probe = now + p.interval;
             due.push(i);
             // A process stopped by a signal still has its port open (the kernel completes
             // TCP handshakes into the backlog), so a connect probe alone would call it
@@ -511,7 +506,7 @@ impl Supervisor {
                 ))));
             } else {
                 outcomes.push(None);
-                probes.push((p.target.clone(), p.timeout));
+                probes.push((h.settings().target.clone(), h.settings().timeout));
             }
         }
         let mut probed = probe::check_all(&probes).into_iter();
@@ -523,88 +518,56 @@ impl Supervisor {
         }
     }
 
-    /// Take one probe's outcome into account: count failures (after the start grace) and
-    /// restart the component when they reach its limit.
+    /// Act on one probe's outcome as [`Health`] decides: log, and restart the component
+    /// through systemd when its failures reach the limit and the back-off allows.
     fn apply(&mut self, i: usize, now: Instant, outcome: Result<(), String>) {
         let w = &mut self.watched[i];
-        let Some(p) = w.probe.clone() else {
+        let Some(h) = &mut w.health else {
             return;
         };
-        match outcome {
-            Ok(()) => {
-                if !w.serving {
-                    log::log(
-                        Priority::Info,
-                        &format!("{} serves on {}", w.component, p.target),
-                    );
+        let target = h.settings().target.clone();
+        match h.probed(now, outcome) {
+            Step::Quiet | Step::Starting | Step::BackingOff => {}
+            Step::NowServing => log::log(
+                Priority::Info,
+                &format!("{} serves on {target}", w.component),
+            ),
+            Step::Failed { count, limit } => log::log(
+                Priority::Warning,
+                &format!(
+                    "{} probe {target} failed ({count}/{limit}): {}",
+                    w.component,
+                    h.last_error().unwrap_or_default()
+                ),
+            ),
+            Step::Restart { failures } => {
+                let unit = w.component.unit();
+                let why = h.last_error().unwrap_or_default().to_owned();
+                match self.mgr.restart_unit(unit) {
+                    Ok(_) => {
+                        log::log(
+                            Priority::Warning,
+                            &format!(
+                                "restarting {unit}: {failures} consecutive probe failures, last: {why}"
+                            ),
+                        );
+                        h.restarted(now);
+                    }
+                    Err(e) => {
+                        if h.restart_refused(now) {
+                            log::log(
+                                Priority::Err,
+                                &format!("giving up on {unit} for now: restart refused: {e}"),
+                            );
+                        }
+                    }
                 }
-                w.serving = true;
-                w.proven = true;
-                w.failures = 0;
-                w.last_error = None;
-                w.backoff = Duration::ZERO;
-                w.given_up = false;
-            }
-            Err(e) if !w.proven && now < w.started + p.start_grace => {
-                // Still starting (a Tomcat deploying): not a failure yet.
-                w.serving = false;
-                w.last_error = Some(e);
-            }
-            Err(e) => {
-                w.failures += 1;
-                w.serving = false;
-                log::log(
-                    Priority::Warning,
-                    &format!(
-                        "{} probe {} failed ({}/{}): {e}",
-                        w.component, p.target, w.failures, p.failures
-                    ),
-                );
-                w.last_error = Some(e);
-                if w.failures >= p.failures {
-                    self.recover(i, now);
-                }
-            }
-        }
-    }
-
-    /// Restart a component that stopped serving, with exponential back-off between restarts.
-    fn recover(&mut self, i: usize, now: Instant) {
-        let w = &mut self.watched[i];
-        if now < w.not_before {
-            return;
-        }
-        let unit = w.component.unit();
-        let why = w.last_error.clone().unwrap_or_default();
-        match self.mgr.restart_unit(unit) {
-            Ok(_) => {
-                log::log(
-                    Priority::Warning,
-                    &format!(
-                        "restarting {unit}: {} consecutive probe failures, last: {why}",
-                        w.failures
-                    ),
-                );
-                w.failures = 0;
-                w.backoff = (w.backoff * 2).clamp(Duration::from_secs(10), MAX_BACKOFF);
-                w.not_before = now + w.backoff;
-            }
-            Err(e) => {
-                if !w.given_up {
-                    log::log(
-                        Priority::Err,
-                        &format!("giving up on {unit} for now: restart refused: {e}"),
-                    );
-                }
-                w.given_up = true;
-                w.backoff = MAX_BACKOFF;
-                w.not_before = now + MAX_BACKOFF;
             }
         }
     }
 
     fn summary(&self) -> String {
-        let serving = self.watched.iter().filter(|w| w.serving).count();
+        let serving = self.watched.iter().filter(|w| w.serving()).count();
         let total = self.watched.len();
         if serving == total {
             return format!("{serving}/{total} components serving");
@@ -612,14 +575,14 @@ impl Supervisor {
         let problems: Vec<String> = self
             .watched
             .iter()
-            .filter(|w| !w.serving)
+            .filter(|w| !w.serving())
             .map(|w| {
                 if w.state == ActiveState::Failed {
                     format!(
                         "{} failed, given up by systemd (reset with 'ImageServing start')",
                         w.component
                     )
-                } else if w.given_up {
+                } else if w.health.as_ref().is_some_and(Health::given_up) {
                     format!("{} given up (restart refused)", w.component)
                 } else {
                     w.describe_wait()
