@@ -72,10 +72,18 @@ install -d "$destdir$unit_dir"
 for unit in "$here"/units/*.service "$here"/units/*.target; do
     name=$(basename "$unit")
     if [ "$user" = 1 ]; then
-        # A user manager has no multi-user.target (default.target is its equivalent) and
-        # runs every unit as its own user (no User=/Group=).
+        # The user variant, for a manager that runs as an unprivileged user:
+        # - default.target stands for multi-user.target;
+        # - every unit runs as that user (no User=/Group=);
+        # - PrivateUsers=yes: an unprivileged manager can drop the capability bounding set
+        #   and build the mount namespaces of ProtectSystem=, PrivateTmp=, PrivateDevices=
+        #   and the rest only inside a user namespace of the unit's own;
+        # - no ProtectKernelLogs=: its mounts over /proc/kmsg and /dev/kmsg fail inside that
+        #   user namespace (status 226/NAMESPACE). The user has no access to the kernel log
+        #   anyway (dmesg_restrict, /dev/kmsg is root's).
         sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' \
-            -e '/^User=/d' -e '/^Group=/d' "$unit"
+            -e '/^User=/d' -e '/^Group=/d' -e '/^ProtectKernelLogs=yes$/d' -e '/^PrivateUsers=yes$/d' \
+            -e 's|^NoNewPrivileges=yes$|NoNewPrivileges=yes\nPrivateUsers=yes|' "$unit"
     else
         sed -e "s|@LIBEXECDIR@|$libexecdir|g" "$unit"
     fi >"$destdir$unit_dir/$name.tmp"

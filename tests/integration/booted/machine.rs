@@ -291,16 +291,33 @@ impl Machine {
             .expect("spawn a command in the container's network")
     }
 
-    /// PIDs (as the host sees them) of every process in the cgroup of `unit` inside the box,
+    /// PIDs (as the box sees them) of every process in the cgroup of the system `unit`,
     /// read from the container's own view of its cgroups. Panics when the container's cgroup
     /// tree cannot be found, so that an empty answer always means "no process". (A unit's
     /// cgroup may vanish while it is read: its processes are gone then.)
     pub fn unit_pids(&self, unit: &str) -> Vec<u32> {
+        self.cgroup_pids(&format!("system.slice/{unit}"))
+    }
+
+    /// The same for a unit of `user`'s manager.
+    pub fn user_unit_pids(&self, user: &str, unit: &str) -> Vec<u32> {
+        let uid = self
+            .sh(&format!("id -u {user}"))
+            .code(0)
+            .stdout
+            .trim()
+            .to_owned();
+        self.cgroup_pids(&format!(
+            "user.slice/user-{uid}.slice/user@{uid}.service/app.slice/{unit}"
+        ))
+    }
+
+    fn cgroup_pids(&self, sub: &str) -> Vec<u32> {
         let out = self
             .sh(&format!(
                 "base=/sys/fs/cgroup; [ -e $base/cgroup.controllers ] || base=/sys/fs/cgroup/unified; \
                  [ -e $base/init.scope ] || [ -e $base/system.slice ] || {{ echo \"no cgroup tree at $base\" >&2; exit 9; }}; \
-                 d=$base/system.slice/{unit}; [ -d $d ] || exit 0; \
+                 d=$base/{sub}; [ -d $d ] || exit 0; \
                  find $d -name cgroup.procs -exec cat {{}} + 2>/dev/null; true"
             ))
             .code(0)

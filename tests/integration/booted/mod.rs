@@ -16,6 +16,7 @@
 mod faults;
 mod machine;
 mod package;
+mod rootless;
 mod upgrade;
 mod user_manager;
 
