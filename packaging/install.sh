@@ -69,23 +69,25 @@ if [ "$units_only" = 0 ]; then
 fi
 install -d "$destdir$unit_dir"
 
-for unit in "$here"/units/*.service "$here"/units/*.target; do
+for unit in "$here"/units/*.service "$here"/units/*.socket "$here"/units/*.target; do
     name=$(basename "$unit")
     if [ "$user" = 1 ]; then
         # The user variant, for a manager that runs as an unprivileged user:
         # - default.target stands for multi-user.target;
-        # - every unit runs as that user (no User=/Group=);
+        # - every unit runs as that user (no User=/Group=/DynamicUser=);
         # - PrivateUsers=yes: an unprivileged manager can drop the capability bounding set
         #   and build the mount namespaces of ProtectSystem=, PrivateTmp=, PrivateDevices=
         #   and the rest only inside a user namespace of the unit's own;
         # - no ProtectKernelLogs=: its mounts over /proc/kmsg and /dev/kmsg fail inside that
         #   user namespace (status 226/NAMESPACE). The user has no access to the kernel log
         #   anyway (dmesg_restrict, /dev/kmsg is root's).
-        sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' \
-            -e '/^User=/d' -e '/^Group=/d' -e '/^ProtectKernelLogs=yes$/d' -e '/^PrivateUsers=yes$/d' \
+        sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e "s|@BINDIR@|$bindir|g" -e 's|@SCOPE@|--user|g' \
+            -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' \
+            -e '/^User=/d' -e '/^Group=/d' -e '/^DynamicUser=yes$/d' \
+            -e '/^ProtectKernelLogs=yes$/d' -e '/^PrivateUsers=yes$/d' \
             -e 's|^NoNewPrivileges=yes$|NoNewPrivileges=yes\nPrivateUsers=yes|' "$unit"
     else
-        sed -e "s|@LIBEXECDIR@|$libexecdir|g" "$unit"
+        sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e "s|@BINDIR@|$bindir|g" -e 's|@SCOPE@|--system|g' "$unit"
     fi >"$destdir$unit_dir/$name.tmp"
     chmod 0644 "$destdir$unit_dir/$name.tmp"
     mv "$destdir$unit_dir/$name.tmp" "$destdir$unit_dir/$name"

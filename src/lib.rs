@@ -6,6 +6,7 @@
 //! - [`status`] gathers and renders `status` (one D-Bus round trip, then procfs);
 //! - [`supervisor`] is the Server Supervisor daemon (`Type=notify`);
 //! - [`probe`] says what "serving" means for a component, for both of the above;
+//! - [`serve`] answers one HTTP request for the socket-activated metrics endpoint;
 //! - [`systemd`] is the only module that speaks D-Bus;
 //! - [`procinfo`] is the only module that reads procfs and the cgroup file system;
 //! - [`component`] is the only place that maps components to units;
@@ -20,6 +21,7 @@ pub mod output;
 pub mod probe;
 pub mod procinfo;
 pub mod progress;
+pub mod serve;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;

@@ -249,14 +249,25 @@ static PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 /// own: a probe still looking up when its time is up fails, and its thread is left to end by
 /// itself). One round of probes therefore never takes longer than [`MAX_TIMEOUT`].
 pub fn check_all(probes: &[(Target, Duration)]) -> Vec<Result<(), String>> {
+    check_all_timed(probes)
+        .into_iter()
+        .map(|(r, _)| r)
+        .collect()
+}
+
+/// [`check_all`], with how long each probe took (its timeout, when it did not end in time).
+pub fn check_all_timed(probes: &[(Target, Duration)]) -> Vec<(Result<(), String>, Duration)> {
     use std::sync::atomic::Ordering;
     let (tx, rx) = std::sync::mpsc::channel();
     let start = std::time::Instant::now();
-    let mut results: Vec<Option<Result<(), String>>> = vec![None; probes.len()];
+    let mut results: Vec<Option<(Result<(), String>, Duration)>> = vec![None; probes.len()];
     for (i, (target, timeout)) in probes.iter().enumerate() {
         if PENDING.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
             PENDING.fetch_sub(1, Ordering::SeqCst);
-            results[i] = Some(Err("earlier probes are still waiting for an answer".into()));
+            results[i] = Some((
+                Err("earlier probes are still waiting for an answer".into()),
+                Duration::ZERO,
+            ));
             continue;
         }
         let (tx, target, timeout) = (tx.clone(), target.clone(), *timeout);
@@ -264,13 +275,17 @@ pub fn check_all(probes: &[(Target, Duration)]) -> Vec<Result<(), String>> {
             .name("probe".into())
             .stack_size(128 * 1024)
             .spawn(move || {
+                let began = std::time::Instant::now();
                 let r = check(&target, timeout);
                 PENDING.fetch_sub(1, Ordering::SeqCst);
-                let _ = tx.send((i, r));
+                let _ = tx.send((i, (r, began.elapsed())));
             });
         if let Err(e) = spawned {
             PENDING.fetch_sub(1, Ordering::SeqCst);
-            results[i] = Some(Err(format!("cannot start a probe thread: {e}")));
+            results[i] = Some((
+                Err(format!("cannot start a probe thread: {e}")),
+                Duration::ZERO,
+            ));
         }
     }
     drop(tx);
@@ -287,10 +302,13 @@ pub fn check_all(probes: &[(Target, Duration)]) -> Vec<Result<(), String>> {
         .zip(probes)
         .map(|(r, (_, timeout))| {
             r.unwrap_or_else(|| {
-                Err(format!(
-                    "no answer within {:.1}s (name lookup or connection still pending)",
-                    timeout.as_secs_f64()
-                ))
+                (
+                    Err(format!(
+                        "no answer within {:.1}s (name lookup or connection still pending)",
+                        timeout.as_secs_f64()
+                    )),
+                    *timeout,
+                )
             })
         })
         .collect()

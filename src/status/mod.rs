@@ -6,6 +6,7 @@
 //! and the cgroup files for the rest. Nothing is fetched for a component that was not asked
 //! for, nor what the output will not show.
 
+mod metrics;
 mod render;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use crate::error::{exit, Error};
 use crate::procinfo::{CgroupReader, ProcReader, Sample, Usage};
 use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
 
+pub use metrics::prometheus;
 pub use render::{human, Style};
 
 /// What `status` was asked for.
@@ -31,6 +33,9 @@ pub struct StatusRequest {
     /// cross-checks the uptime read from procfs ([`UnitStatus::systemd_uptime_seconds`]).
     /// One more message per unit; the table does not show it, `--json` does.
     pub systemd_uptime: bool,
+    /// Read the components also when the supervisor is not running (metrics always carry
+    /// every series); `status` shows a message instead.
+    pub components_anyway: bool,
 }
 
 /// The whole answer, as printed by `--json` (keys are stable once published).
@@ -141,6 +146,46 @@ pub fn collect(scope: Scope, req: StatusRequest) -> Result<StackStatus, Error> {
     )
 }
 
+/// The stack as metrics (see [`metrics`]): every component's status, whether or not the
+/// supervisor runs, and a probe of each active component made for this scrape.
+pub fn metrics_text(scope: Scope) -> Result<String, Error> {
+    let mgr = Manager::connect_within(scope, scope.bus_address(), TIMEOUT)?;
+    let req = StatusRequest {
+        only: None,
+        pss: true,
+        systemd_uptime: false,
+        components_anyway: true,
+    };
+    let status = collect_with(
+        &mgr,
+        req,
+        &mut ProcReader::new("/proc"),
+        &CgroupReader::system(),
+    )?;
+    let mut probed = Vec::new();
+    let mut probes = Vec::new();
+    for u in status.components.iter().filter(|u| u.is_running()) {
+        let env = mgr.unit_environment(&crate::systemd::unit_path(u.unit))?;
+        if let Ok(Some(p)) = crate::probe::ProbeSettings::from_environment(u.unit, &env) {
+            probed.push(u.name);
+            probes.push((p.target, p.timeout));
+        }
+    }
+    let results = crate::probe::check_all_timed(&probes)
+        .into_iter()
+        .zip(probed)
+        .map(|((r, duration), component)| metrics::ProbeResult {
+            component,
+            ok: Some(r.is_ok()),
+            duration,
+        })
+        .collect::<Vec<_>>();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    Ok(prometheus(&status, &results, now))
+}
+
 fn collect_with(
     mgr: &Manager,
     req: StatusRequest,
@@ -178,7 +223,7 @@ fn collect_with(
             what: "the units asked for".into(),
         });
     };
-    if !sup_info.active_state.is_up() {
+    if !sup_info.active_state.is_up() && !req.components_anyway {
         return Ok(StackStatus {
             scope,
             supervisor: SupervisorStatus {
@@ -262,7 +307,7 @@ fn collect_with(
     Ok(StackStatus {
         scope,
         supervisor: SupervisorStatus {
-            running: true,
+            running: sup_info.active_state.is_up(),
             detail: supervisor,
         },
         components: rows,

@@ -10,8 +10,9 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Exposure × 10, as `--threshold=` takes it. The supervisor needs little; the components
 /// run a JVM (no MemoryDenyWriteExecute=) and the vendor's own account.
-const THRESHOLDS: [(&str, u32); 4] = [
+const THRESHOLDS: [(&str, u32); 5] = [
     ("imageserving-supervisor.service", 20),
+    ("imageserving-metrics@scrape.service", 20),
     ("imageserving-platform.service", 22),
     ("imageserving-image.service", 22),
     ("imageserving-svg.service", 22),

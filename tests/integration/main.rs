@@ -6,6 +6,7 @@ mod control;
 mod faults;
 mod hardening;
 mod harness;
+mod metrics;
 mod output;
 mod status;
 mod supervisor;
