@@ -58,7 +58,7 @@ done
 for u in $units; do grep -qx "/usr/lib/systemd/system/$u" <<<"$listing" || fail "$u missing from the rpm"; done
 scripts=$(rpm -qp --scripts "$rpm1")
 grep -q 'systemctl --no-reload preset imageserving.target' <<<"$scripts" || fail "no preset in %post"
-grep -q 'disable --now imageserving.target' <<<"$scripts" || fail "no disable --now in %preun"
+grep -q 'disable --now imageserving-metrics.socket imageserving.target' <<<"$scripts" || fail "no disable --now in %preun"
 grep -q 'try-restart imageserving-supervisor.service' <<<"$scripts" || fail "no try-restart of the supervisor in %posttrans"
 grep -q 'try-restart imageserving.target' <<<"$scripts" && fail "an upgrade must not restart the target (and with it the components)"
 grep -q 'systemd-sysusers' <<<"$scripts" || fail "no account creation in %pre"
