@@ -13,8 +13,9 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 pub const IN: &str = "/mnt/in";
 
 /// The host image's units that have no business in a test box (and would slow its boot).
-const MASKED: [&str; 10] = [
+const MASKED: [&str; 11] = [
     "postgresql.service",
+    "prometheus.service",
     "getty@tty1.service",
     "console-getty.service",
     "apt-daily.timer",
@@ -250,6 +251,13 @@ impl Machine {
     pub fn sh_timeout(&self, script: &str, timeout: Duration) -> Run {
         let out = run_with_timeout(self.nsenter().args(["sh", "-c", script]), timeout);
         Run::from(out, format!("[{}] {script}", self.name))
+    }
+
+    /// Run a bash script inside, as root (for bash's `/dev/tcp`), with a hard timeout.
+    #[track_caller]
+    pub fn bash(&self, script: &str, timeout: Duration) -> Run {
+        let out = run_with_timeout(self.nsenter().args(["bash", "-c", script]), timeout);
+        Run::from(out, format!("[{}] bash: {script}", self.name))
     }
 
     /// Run a shell script inside as `user` (its own UID, GID and groups only).

@@ -15,6 +15,7 @@
 
 mod faults;
 mod machine;
+mod metrics;
 mod package;
 mod rootless;
 mod upgrade;
