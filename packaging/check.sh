@@ -28,7 +28,7 @@ echo "$out" | tail -n 1
 
 unitdir=$(pkg-config --variable=systemdsystemunitdir systemd)
 presetdir=$(pkg-config --variable=systemdsystempresetdir systemd)
-units="imageserving.target imageserving-supervisor.service imageserving-platform.service imageserving-image.service imageserving-svg.service imageserving-metrics.socket imageserving-metrics@.service"
+units="imageserving.target imageserving-supervisor.service imageserving-platform.service imageserving-image.service imageserving-svg.service imageserving-metrics.socket imageserving-metrics@.service imageserving-alert@.service"
 expected_common="/usr/bin/ImageServing /usr/bin/imageserving /usr/libexec/imageserving/imageserving-supervisor
 /usr/lib/sysusers.d/imageserving.conf /usr/share/polkit-1/rules.d/50-imageserving.rules
 /usr/share/man/man1/ImageServing.1.gz /usr/share/man/man1/imageserving.1.gz

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::component::{Component, TARGET};
+use crate::component::{Component, Member, TARGET};
 use crate::control::{Outcome, Stack};
 use crate::error::{exit, Error};
 use crate::output;
@@ -55,6 +55,27 @@ enum CommandArgs {
         #[arg(long)]
         pss: bool,
     },
+    /// Show the journal of the stack's units, merged, or of one (as journalctl does).
+    Logs {
+        /// Only this member: ps, is, svg or supervisor.
+        member: Option<Member>,
+        /// Keep printing new entries as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// Show the last N entries.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<u32>,
+        /// Show entries since TIME (as journalctl takes it: "2026-11-27 10:00", "1h ago",
+        /// "today").
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Send the alert for UNIT that failed for good (what imageserving-alert@UNIT.service
+    /// runs; run it by hand to try the alert command).
+    Alert {
+        /// The unit: imageserving-supervisor.service or a component's unit.
+        unit: String,
+    },
     /// Print the stack's metrics for Prometheus (text exposition format 0.0.4).
     ///
     /// Every component's state, uptime, memory, processes and restarts, and whether it
@@ -93,6 +114,19 @@ pub enum Command {
     Restart(Option<Component>),
     /// `status`, with how to print it.
     Status(StatusRequest, Format),
+    /// `logs`: journalctl with the stack's units.
+    Logs {
+        /// Only this member's unit.
+        member: Option<Member>,
+        /// `-f`
+        follow: bool,
+        /// `-n N`
+        lines: Option<u32>,
+        /// `--since TIME`
+        since: Option<String>,
+    },
+    /// `alert UNIT`
+    Alert(String),
     /// `metrics`, printed or served over HTTP.
     Metrics {
         /// Answer one HTTP request on stdin and stdout.
@@ -120,6 +154,18 @@ impl Request {
             CommandArgs::Start => Command::Start,
             CommandArgs::Stop => Command::Stop,
             CommandArgs::Metrics { http } => Command::Metrics { http },
+            CommandArgs::Alert { unit } => Command::Alert(unit),
+            CommandArgs::Logs {
+                member,
+                follow,
+                lines,
+                since,
+            } => Command::Logs {
+                member,
+                follow,
+                lines,
+                since,
+            },
             CommandArgs::Restart { component } => Command::Restart(component),
             CommandArgs::Status {
                 component,
@@ -185,6 +231,13 @@ pub fn execute(request: &Request) -> i32 {
     let scope = request.scope;
     match request.command {
         Command::Status(req, format) => status(scope, req, format),
+        Command::Alert(ref unit) => crate::alert::run(scope, unit),
+        Command::Logs {
+            member,
+            follow,
+            lines,
+            ref since,
+        } => logs(scope, member, follow, lines, since.as_deref()),
         Command::Metrics { http: false } => match crate::status::metrics_text(scope) {
             Ok(text) => {
                 output::out(&text);
@@ -222,7 +275,33 @@ fn control(
             output::out(&format!("{outcome}\n"));
             exit::OK
         }
-        Err(e) => report(&e, e.exit_code()),
+        Err(e) => {
+            let code = report(&e, e.exit_code());
+            if let Some(unit) = e.failed_unit() {
+                explain_from_journal(scope, unit);
+            }
+            code
+        }
+    }
+}
+
+/// After a unit's failure, its last journal lines and how to see more, as `systemctl
+/// status` shows them: what the program itself said is usually the reason (a wrong
+/// JAVA_HOME, a missing file). Nothing when the journal cannot be read.
+fn explain_from_journal(scope: Scope, unit: &str) {
+    const LINES: u32 = 8;
+    if let Some(lines) = crate::journal::last_lines(scope, unit, LINES) {
+        let mut text = format!("Last journal lines of {unit}:\n");
+        for line in lines {
+            text.push_str("  ");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "See more with '{}'.\n",
+            crate::journal::hint(scope, unit)
+        ));
+        output::err(&text);
     }
 }
 
@@ -277,6 +356,38 @@ fn on_interrupt(message: String) {
                 std::process::exit(128 + signal);
             }
         });
+}
+
+/// Become `journalctl` with the stack's units (or one member's): its output, pager and
+/// follow mode are the ones operators know.
+fn logs(
+    scope: Scope,
+    member: Option<Member>,
+    follow: bool,
+    lines: Option<u32>,
+    since: Option<&str>,
+) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let units: Vec<&str> = match member {
+        Some(m) => vec![m.unit()],
+        None => crate::component::stack_units().collect(),
+    };
+    let mut cmd = std::process::Command::new("journalctl");
+    cmd.args(crate::journal::unit_args(scope, &units));
+    if follow {
+        cmd.arg("--follow");
+    }
+    if let Some(n) = lines {
+        cmd.args(["--lines", &n.to_string()]);
+    }
+    if let Some(t) = since {
+        cmd.args(["--since", t]);
+    }
+    let e = cmd.exec();
+    output::err(&format!(
+        "ImageServing: cannot run journalctl: {e} (is systemd's journalctl installed?)\n"
+    ));
+    exit::FAILURE
 }
 
 fn report(e: &Error, code: i32) -> i32 {

@@ -96,6 +96,43 @@ impl FromStr for Component {
     }
 }
 
+/// A member of the stack named on the command line: a component, or the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// The Server Supervisor (`supervisor`).
+    Supervisor,
+    /// A component.
+    Component(Component),
+}
+
+impl Member {
+    /// Its unit.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Member::Supervisor => SUPERVISOR,
+            Member::Component(c) => c.unit(),
+        }
+    }
+}
+
+/// A name that is neither a component nor the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown name '{0}': expected one of {valid}, supervisor", valid = Component::valid_names())]
+pub struct UnknownMember(pub String);
+
+impl FromStr for Member {
+    type Err = UnknownMember;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("supervisor") || s == SUPERVISOR {
+            return Ok(Member::Supervisor);
+        }
+        s.parse()
+            .map(Member::Component)
+            .map_err(|_| UnknownMember(s.to_owned()))
+    }
+}
+
 /// Every unit of the stack: the supervisor first, then the components.
 pub fn stack_units() -> impl Iterator<Item = &'static str> {
     std::iter::once(SUPERVISOR).chain(Component::ALL.into_iter().map(Component::unit))

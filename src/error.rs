@@ -120,6 +120,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The unit whose failure this is, when it is one unit's.
+    pub fn failed_unit(&self) -> Option<&'static str> {
+        match self {
+            Error::ComponentFailed { component, .. } => Some(component.unit()),
+            Error::SupervisorFailed { .. } => Some(crate::component::SUPERVISOR),
+            _ => None,
+        }
+    }
+
     /// The exit code for every command but `status`.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -1,6 +1,8 @@
 //! imageserving: systemd-native control of an Image Serving stack.
 //!
 //! A library with thin binaries on top (`src/bin/`):
+//! - [`alert`] gathers and sends the alert of a unit that failed for good;
+//! - [`journal`] is the only place that runs `journalctl`;
 //! - [`cli`] turns the command line into a [`Request`](cli::Request) and runs it;
 //! - [`control`] starts, stops and restarts the stack through systemd jobs;
 //! - [`status`] gathers and renders `status` (one D-Bus round trip, then procfs);
@@ -13,10 +15,12 @@
 //! - [`error`] holds the crate-level error and its exit codes;
 //! - [`output`] writes to stdout and stderr, quietly when the reader went away.
 
+pub mod alert;
 pub mod cli;
 pub mod component;
 pub mod control;
 pub mod error;
+pub mod journal;
 pub mod output;
 pub mod probe;
 pub mod procinfo;

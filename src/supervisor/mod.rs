@@ -559,6 +559,11 @@ impl Supervisor {
                                 Priority::Err,
                                 &format!("giving up on {unit} for now: restart refused: {e}"),
                             );
+                            // The operator's alert hook, once per give-up.
+                            let alert = format!("imageserving-alert@{unit}.service");
+                            if let Err(e) = self.mgr.start_unit(&alert) {
+                                log::log(Priority::Err, &format!("cannot start {alert}: {e}"));
+                            }
                         }
                     }
                 }

@@ -89,6 +89,10 @@ fn the_polkit_rule_allows_exactly_the_supervisor_to_restart_exactly_the_componen
           ["imageserving", m, "ssh.service", "stop"],
           ["imageserving", "org.freedesktop.systemd1.manage-unit-files", "imageserving-image.service", "restart"],
           ["nobody", m, "imageserving-image.service", "restart"],
+          ["imageserving", m, "imageserving-alert@imageserving-svg.service.service", "start"],
+          ["imageserving", m, "imageserving-alert@imageserving-svg.service.service", "stop"],
+          ["imageserving", m, "imageserving-alert@ssh.service.service", "start"],
+          ["nobody", m, "imageserving-alert@imageserving-svg.service.service", "start"],
         ];
         console.log(JSON.stringify(cases.map((c) => ask(...c))));
         "#
@@ -115,6 +119,10 @@ fn the_polkit_rule_allows_exactly_the_supervisor_to_restart_exactly_the_componen
             None,
             None,
             None,
+            None,
+            None,
+            None,
+            Some("yes".to_owned()),
             None,
             None,
             None

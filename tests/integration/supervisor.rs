@@ -391,3 +391,60 @@ fn probe_settings_are_taken_up_on_daemon_reload() {
         s.status_text
     );
 }
+
+/// The alert hook (OnFailure=): a crash-looping component triggers it exactly once per
+/// give-up, with the documented fields in its environment and the summary on its stdin.
+#[test]
+fn a_give_up_runs_the_alert_command_once_with_its_fields() {
+    let sb = Sandbox::with(Options::default().arg(Component::Svg, "--crash-after 0.3"));
+    let root = sb.root.display().to_string();
+    sb.dropin(
+        "imageserving-alert@.service",
+        "50-command",
+        &format!(
+            "[Service]\nEnvironment=\"IMAGESERVING_ALERT_COMMAND=f=$(mktemp {root}/alert.XXXXXX); env | grep ^IMAGESERVING_ALERT_ | sort >$f; echo --- >>$f; cat >>$f\"\n"
+        ),
+    );
+    sb.reload();
+    let alerts = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&sb.root)
+            .expect("sandbox")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("alert."))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
+        v.sort();
+        v
+    };
+    for round in 1..=2 {
+        let _ = sb.run(&["start"]); // resets the start limit; svg crashes again
+        eventually(Duration::from_secs(30), "svg given up", || {
+            sb.state(Component::Svg.unit()).gave_up()
+        });
+        eventually(Duration::from_secs(10), "the alert ran", || {
+            alerts().len() == round
+        });
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(alerts().len(), round, "not exactly one alert per give-up");
+    }
+    let text = alerts().pop().expect("an alert");
+    let restarts = sb.state(Component::Svg.unit()).restarts;
+    for field in [
+        "IMAGESERVING_ALERT_UNIT=imageserving-svg.service".to_owned(),
+        "IMAGESERVING_ALERT_COMPONENT=svg".to_owned(),
+        format!("IMAGESERVING_ALERT_RESTARTS={restarts}"),
+        "IMAGESERVING_ALERT_HOST=".to_owned(),
+        "IMAGESERVING_ALERT_RESULT=".to_owned(),
+    ] {
+        assert!(text.contains(&field), "{field} missing:\n{text}");
+    }
+    assert!(
+        text.contains("---\nImage Serving on ")
+            && text.contains(
+                "SVG Server (svg, imageserving-svg.service) failed and systemd gave up on it"
+            ),
+        "{text}"
+    );
+    // No alert for the components that kept running.
+    assert!(!text.contains("imageserving-image.service"));
+}

@@ -92,3 +92,80 @@ fn signal(m: &Machine, what: &str, dbus: u32, sig: &str) {
         m.sh(&format!("kill -{sig} {dbus}")).code(0);
     }
 }
+
+fn failures_that_explain_themselves(layout: Layout) {
+    let m = installed(layout);
+    // A Tomcat-like component whose environment is wrong says so on stderr and exits.
+    m.sh("printf '#!/bin/sh\\necho \"JAVA_HOME is not defined correctly: /opt/jdk-missing\" >&2\\nexit 1\\n' \
+          >/usr/local/scene7/ImageServing/bin/SvgServer")
+        .code(0);
+    let r = m
+        .sh_timeout("ImageServing start", Duration::from_secs(90))
+        .code(1);
+    let first = r.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("SVG Server (svg, imageserving-svg.service) failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("Last journal lines of imageserving-svg.service:"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("JAVA_HOME is not defined correctly"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("'journalctl -u imageserving-svg.service'"),
+        "{}",
+        r.stderr
+    );
+
+    // systemd gave up on svg: the alert hook ran once and, with no command set, wrote one
+    // journal entry at priority crit.
+    let alert = "imageserving-alert@imageserving-svg.service.service";
+    m.eventually(Duration::from_secs(20), "the alert ran", || {
+        m.prop(alert, "Result") == "success"
+            && m.prop(alert, "ActiveState") == "inactive"
+            && !m.prop(alert, "ExecMainStartTimestamp").is_empty()
+    });
+    let crit = m
+        .sh(&format!(
+            "journalctl --no-pager -q -p crit -o cat -u {alert}"
+        ))
+        .code(0)
+        .stdout;
+    assert_eq!(crit.lines().count(), 1, "{crit}");
+    assert!(
+        crit.contains(
+            "SVG Server (svg, imageserving-svg.service) failed and systemd gave up on it"
+        ),
+        "{crit}"
+    );
+
+    // logs: the journalctl conventions, for the stack or one member.
+    m.sh("ImageServing logs svg -n 50")
+        .code(0)
+        .stdout_has("JAVA_HOME is not defined correctly");
+    let all = m
+        .sh("ImageServing logs --since '1 hour ago'")
+        .code(0)
+        .stdout;
+    assert!(
+        all.contains("imageserving-supervisor") && all.contains("SvgServer"),
+        "{all}"
+    );
+    m.sh("ImageServing logs tomcat")
+        .code(2)
+        .stderr_one_line()
+        .stderr_has("supervisor");
+}
+in_both_layouts!(
+    failures_alert_and_explain_themselves,
+    failures_that_explain_themselves
+);

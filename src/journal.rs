@@ -1,0 +1,57 @@
+//! The journal, read through `journalctl` (`journalctl(1)`): the one program that knows its
+//! files, their rotation and their access rules. This module is the only place that runs it.
+
+use std::process::{Command, Stdio};
+
+use crate::systemd::Scope;
+
+/// The `journalctl` arguments that select `units` of `scope`'s manager: `--user` and
+/// `--user-unit` for a user manager, `-u` for the system one.
+pub fn unit_args(scope: Scope, units: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    if scope == Scope::User {
+        args.push("--user".to_owned());
+    }
+    for unit in units {
+        args.push(
+            if scope == Scope::User {
+                "--user-unit"
+            } else {
+                "-u"
+            }
+            .to_owned(),
+        );
+        args.push((*unit).to_owned());
+    }
+    args
+}
+
+/// The command an operator runs to see more of `unit`'s journal.
+pub fn hint(scope: Scope, unit: &str) -> String {
+    match scope {
+        Scope::System => format!("journalctl -u {unit}"),
+        Scope::User => format!("journalctl --user-unit {unit}"),
+    }
+}
+
+/// The last `n` lines the processes of `unit` wrote to the journal (short format, no
+/// pager): what the program said, not systemd's messages about the unit (`-u` has both, and
+/// after a give-up systemd's own lines fill the end). `None` when they cannot be read (no
+/// journalctl, no permission, nothing there). Never blocks for long: `journalctl -n` reads
+/// from the end and exits.
+pub fn last_lines(scope: Scope, unit: &str, n: u32) -> Option<Vec<String>> {
+    let matching = match scope {
+        Scope::System => vec![format!("_SYSTEMD_UNIT={unit}")],
+        Scope::User => vec!["--user".to_owned(), format!("_SYSTEMD_USER_UNIT={unit}")],
+    };
+    let out = Command::new("journalctl")
+        .args(matching)
+        .args(["-n", &n.to_string(), "--no-pager", "-q", "-o", "short-iso"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    (out.status.success() && !lines.is_empty()).then_some(lines)
+}
