@@ -24,6 +24,10 @@ struct Args {
     /// Talk to the system service manager (the default).
     #[arg(long, global = true)]
     system: bool,
+    /// Never ask for a password: without the right to act, fail with exit 4 at once. (On a
+    /// terminal, start, stop and restart otherwise let polkit ask, as systemctl does.)
+    #[arg(long, global = true)]
+    no_ask_password: bool,
     #[command(subcommand)]
     command: CommandArgs,
 }
@@ -99,6 +103,8 @@ pub fn command() -> clap::Command {
 pub struct Request {
     /// Which manager.
     pub scope: Scope,
+    /// Whether polkit may ask for a password on the terminal (`--no-ask-password` says no).
+    pub ask_password: bool,
     /// What to do.
     pub command: Command,
 }
@@ -182,7 +188,11 @@ impl Request {
                 if json { Format::Json } else { Format::Human },
             ),
         };
-        Request { scope, command }
+        Request {
+            scope,
+            ask_password: !args.no_ask_password,
+            command,
+        }
     }
 }
 
@@ -229,6 +239,7 @@ fn one_line_usage_error(e: &clap::Error) -> String {
 /// Run a parsed request; returns the process exit code.
 pub fn execute(request: &Request) -> i32 {
     let scope = request.scope;
+    let ask = request.ask_password;
     match request.command {
         Command::Status(req, format) => status(scope, req, format),
         Command::Alert(ref unit) => crate::alert::run(scope, unit),
@@ -248,10 +259,10 @@ pub fn execute(request: &Request) -> i32 {
         Command::Metrics { http: true } => crate::serve::one_request(|| {
             crate::status::metrics_text(scope).map_err(|e| e.to_string())
         }),
-        Command::Start => control(scope, "starting", TARGET, Stack::start),
-        Command::Stop => control(scope, "stopping", TARGET, Stack::stop),
-        Command::Restart(None) => control(scope, "restarting", TARGET, Stack::restart),
-        Command::Restart(Some(c)) => control(scope, "restarting", c.unit(), |stack, p| {
+        Command::Start => control(scope, ask, "starting", TARGET, Stack::start),
+        Command::Stop => control(scope, ask, "stopping", TARGET, Stack::stop),
+        Command::Restart(None) => control(scope, ask, "restarting", TARGET, Stack::restart),
+        Command::Restart(Some(c)) => control(scope, ask, "restarting", c.unit(), |stack, p| {
             stack.restart_component(c, p)
         }),
     }
@@ -259,6 +270,7 @@ pub fn execute(request: &Request) -> i32 {
 
 fn control(
     scope: Scope,
+    ask_password: bool,
     doing: &str,
     unit: &str,
     action: impl FnOnce(&Stack, &mut Progress) -> Result<Outcome, Error>,
@@ -268,7 +280,12 @@ fn control(
         "ImageServing: interrupted; systemd goes on {doing} {unit}: see 'ImageServing{} status'\n",
         scope.flag()
     ));
-    let outcome = Stack::open(scope).and_then(|stack| action(&stack, &mut progress));
+    // As systemctl: on a terminal, polkit may ask for a password through a text agent.
+    let interactive = crate::agent::wanted(scope, ask_password);
+    let agent = interactive.then(crate::agent::start).flatten();
+    let outcome =
+        Stack::open(scope, agent.is_some()).and_then(|stack| action(&stack, &mut progress));
+    drop(agent);
     progress.clear();
     match outcome {
         Ok(outcome) => {

@@ -16,6 +16,8 @@ use crate::probe::{self, ProbeSettings};
 use crate::progress::Progress;
 use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState};
 
+/// How long a call may wait while polkit asks the user for a password.
+const PASSWORD_WAIT: Duration = Duration::from_secs(300);
 /// How often a component that is active but not yet answering is probed again.
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
@@ -93,11 +95,15 @@ impl std::fmt::Display for Outcome {
 }
 
 impl Stack {
-    /// Connect to `scope`'s manager and load the stack's units; a missing unit is
+    /// Connect to `scope`'s manager and load the stack's units (with `ask_password`, polkit may
+    /// ask the user on the terminal, through an agent the caller runs); a missing unit is
     /// [`Error::NotInstalled`]. A masked one makes `start` and `restart` fail with
     /// [`Error::Masked`].
-    pub fn open(scope: Scope) -> Result<Stack, Error> {
-        let mgr = Manager::connect(scope)?;
+    pub fn open(scope: Scope, ask_password: bool) -> Result<Stack, Error> {
+        let mut mgr = Manager::connect(scope)?;
+        if ask_password {
+            mgr.allow_interactive_auth(PASSWORD_WAIT);
+        }
         let names: Vec<&str> = std::iter::once(TARGET)
             .chain(component::stack_units())
             .collect();

@@ -1,6 +1,7 @@
 //! imageserving: systemd-native control of an Image Serving stack.
 //!
 //! A library with thin binaries on top (`src/bin/`):
+//! - [`agent`] runs polkit's text agent while a command may need a password;
 //! - [`alert`] gathers and sends the alert of a unit that failed for good;
 //! - [`journal`] is the only place that runs `journalctl`;
 //! - [`cli`] turns the command line into a [`Request`](cli::Request) and runs it;
@@ -15,6 +16,7 @@
 //! - [`error`] holds the crate-level error and its exit codes;
 //! - [`output`] writes to stdout and stderr, quietly when the reader went away.
 
+pub mod agent;
 pub mod alert;
 pub mod cli;
 pub mod component;

@@ -17,7 +17,7 @@ pub enum SystemdError {
         reason: String,
     },
     /// The bus or the manager refused us.
-    #[error("permission denied by the {scope} service manager ({detail}): run as root, or use --user to manage your own stack")]
+    #[error("permission denied by the {scope} service manager ({detail}): run as root or as a member of the group imageserving-admin, or use --user to manage your own stack")]
     PermissionDenied {
         /// Which manager.
         scope: Scope,

@@ -161,6 +161,8 @@ pub struct Manager {
     address: String,
     /// The longest any one call (or the connection's set-up) waits for an answer.
     timeout: Duration,
+    /// Whether job calls may make polkit ask the user (see [`Manager::allow_interactive_auth`]).
+    interactive: bool,
     /// Whether a thread reads the connection in the background (see the module's docs).
     reader: AtomicBool,
 }
@@ -245,6 +247,7 @@ impl Manager {
             scope,
             address,
             timeout,
+            interactive: false,
             reader: AtomicBool::new(false),
         })
     }
@@ -287,6 +290,43 @@ impl Manager {
     /// The bus address in use, for messages.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Let the calls that change units (start, stop, restart, reset-failed) carry D-Bus's
+    /// `ALLOW_INTERACTIVE_AUTHORIZATION` flag, as `systemctl` does on a terminal: polkit then
+    /// asks the user, through the agent the caller runs, instead of refusing. A person types
+    /// a password meanwhile, so calls may then wait up to `timeout`.
+    pub fn allow_interactive_auth(&mut self, timeout: Duration) {
+        self.interactive = true;
+        self.timeout = self.timeout.max(timeout);
+    }
+
+    /// A call that changes units: with the interactive flag when allowed.
+    fn job_call<B, R>(&self, method: &'static str, body: &B) -> Result<R, SystemdError>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+        R: for<'d> serde::Deserialize<'d> + zbus::zvariant::Type,
+    {
+        if !self.interactive {
+            return self.manager_call(method, body);
+        }
+        let msg = Message::method_call(MANAGER_PATH, method)
+            .and_then(|b| b.destination(DESTINATION))
+            .and_then(|b| b.interface(MANAGER_IFACE))
+            .and_then(|b| b.with_flags(zbus::message::Flags::AllowInteractiveAuth))
+            .and_then(|b| b.build(body))
+            .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
+        let reply = self.pipeline(&[(msg, method)])?.pop().unwrap_or_else(|| {
+            Err(SystemdError::Call {
+                scope: self.scope,
+                method,
+                detail: "no reply".into(),
+            })
+        })?;
+        reply
+            .body()
+            .deserialize::<R>()
+            .map_err(|e| SystemdError::from_call(self.scope, method, e))
     }
 
     fn manager_call<B, R>(&self, method: &'static str, body: &B) -> Result<R, SystemdError>
@@ -347,22 +387,22 @@ impl Manager {
 
     /// Enqueue a start job (`mode` as in `systemctl --job-mode`) and return the job's path.
     pub fn start_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
-        self.manager_call("StartUnit", &(unit, "replace"))
+        self.job_call("StartUnit", &(unit, "replace"))
     }
 
     /// Enqueue a stop job.
     pub fn stop_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
-        self.manager_call("StopUnit", &(unit, "replace"))
+        self.job_call("StopUnit", &(unit, "replace"))
     }
 
     /// Enqueue a restart job.
     pub fn restart_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
-        self.manager_call("RestartUnit", &(unit, "replace"))
+        self.job_call("RestartUnit", &(unit, "replace"))
     }
 
     /// Clear a unit's failed state and its start-limit counter (`systemctl reset-failed`).
     pub fn reset_failed_unit(&self, unit: &str) -> Result<(), SystemdError> {
-        match self.manager_call::<_, ()>("ResetFailedUnit", &(unit,)) {
+        match self.job_call::<_, ()>("ResetFailedUnit", &(unit,)) {
             // A unit that is not loaded has nothing to reset.
             Err(SystemdError::NoSuchUnit { .. }) => Ok(()),
             other => other,

@@ -67,16 +67,24 @@ fn exposure_scores_stay_within_their_thresholds() {
 }
 
 #[test]
-fn the_polkit_rule_allows_exactly_the_supervisor_to_restart_exactly_the_components() {
+fn the_polkit_rules_allow_exactly_the_supervisor_and_the_admin_group_exactly_their_units() {
     // polkitd evaluates rules with a JavaScript engine; node runs the same file against a
     // stand-in of the polkit object and prints each decision.
     let script = format!(
         r#"
         const fs = require("fs");
-        let rule;
-        const polkit = {{ Result: {{ YES: "yes", NO: "no", NOT_HANDLED: null }}, addRule: (f) => {{ rule = f; }} }};
+        const rules = [];
+        const polkit = {{ Result: {{ YES: "yes", NO: "no", NOT_HANDLED: null }}, addRule: (f) => rules.push(f) }};
         new Function("polkit", fs.readFileSync("{ROOT}/packaging/polkit/50-imageserving.rules", "utf8"))(polkit);
-        const ask = (user, id, unit, verb) => rule({{ id, lookup: (k) => ({{ unit, verb }})[k] }}, {{ user }});
+        const groups = {{ carol: ["imageserving-admin"], imageserving: ["imageserving"] }};
+        const ask = (user, id, unit, verb) => {{
+          const subject = {{ user, isInGroup: (g) => (groups[user] || []).includes(g) }};
+          for (const rule of rules) {{
+            const r = rule({{ id, lookup: (k) => ({{ unit, verb }})[k] }}, subject);
+            if (r !== null) return r;
+          }}
+          return null;
+        }};
         const m = "org.freedesktop.systemd1.manage-units";
         const cases = [
           ["imageserving", m, "imageserving-image.service", "restart"],
@@ -93,6 +101,14 @@ fn the_polkit_rule_allows_exactly_the_supervisor_to_restart_exactly_the_componen
           ["imageserving", m, "imageserving-alert@imageserving-svg.service.service", "stop"],
           ["imageserving", m, "imageserving-alert@ssh.service.service", "start"],
           ["nobody", m, "imageserving-alert@imageserving-svg.service.service", "start"],
+          ["carol", m, "imageserving.target", "start"],
+          ["carol", m, "imageserving.target", "stop"],
+          ["carol", m, "imageserving-image.service", "restart"],
+          ["carol", m, "imageserving-supervisor.service", "reset-failed"],
+          ["carol", m, "ssh.service", "restart"],
+          ["carol", m, "imageserving-image.service", "kill"],
+          ["carol", "org.freedesktop.systemd1.manage-unit-files", "imageserving.target", "enable"],
+          ["nobody", m, "imageserving.target", "start"],
         ];
         console.log(JSON.stringify(cases.map((c) => ask(...c))));
         "#
@@ -123,6 +139,14 @@ fn the_polkit_rule_allows_exactly_the_supervisor_to_restart_exactly_the_componen
             None,
             None,
             Some("yes".to_owned()),
+            None,
+            None,
+            None,
+            Some("yes".to_owned()),
+            Some("yes".to_owned()),
+            Some("yes".to_owned()),
+            Some("yes".to_owned()),
+            None,
             None,
             None,
             None

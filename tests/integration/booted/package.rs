@@ -352,3 +352,62 @@ in_both_layouts!(
     supervisor_restarts_a_hung_component_through_polkit,
     supervisor_and_polkit
 );
+
+fn admin_group(layout: Layout) {
+    let m = installed(layout);
+    m.sh("getent group imageserving-admin && useradd -m -G imageserving-admin carol && useradd -m dave")
+        .code(0);
+    // A member runs the stack without root and without a password...
+    m.sh_as("carol", "ImageServing start").code(0);
+    all_in(&m, "active");
+    let is = m.main_pid(Component::Image.unit());
+    m.sh_as("carol", "ImageServing restart is").code(0);
+    assert_ne!(is, m.main_pid(Component::Image.unit()));
+    m.sh_as("carol", "ImageServing restart").code(0);
+    // ...but nothing else.
+    let journald = m.main_pid("systemd-journald.service");
+    let r = m.sh_as(
+        "carol",
+        "systemctl --no-ask-password restart systemd-journald.service",
+    );
+    assert_ne!(r.code, 0, "a member restarted an unrelated unit");
+    assert_eq!(journald, m.main_pid("systemd-journald.service"));
+    m.sh_as(
+        "carol",
+        "systemctl --no-ask-password disable imageserving.target",
+    )
+    .code(1);
+    // A non-member gets exit 4 and the hint, and the stack is untouched.
+    for cmd in ["start", "stop", "restart is"] {
+        m.sh_as("dave", &format!("ImageServing {cmd}"))
+            .code(4)
+            .stderr_one_line()
+            .stderr_has("imageserving-admin");
+    }
+    all_in(&m, "active");
+    // On a terminal, in a login session, a non-member is asked for a password as systemctl
+    // asks: polkit's text agent prompts; no password (end of input) is a refusal, exit 4.
+    // `--no-ask-password` fails at once, without a prompt.
+    let on_terminal = |args: &str| {
+        m.sh_timeout(
+            &format!(
+                r#"printf '\n\n\n' | timeout 30 su - dave -c "script -qec 'ImageServing {args}; echo exit=\$?' /dev/null""#
+            ),
+            Duration::from_secs(60),
+        )
+        .stdout
+    };
+    let asked = on_terminal("stop");
+    assert!(
+        asked.contains("AUTHENTICATING FOR org.freedesktop.systemd1.manage-units"),
+        "no polkit prompt:\n{asked}"
+    );
+    assert!(asked.contains("exit=4"), "{asked}");
+    let quiet = on_terminal("--no-ask-password stop");
+    assert!(!quiet.contains("AUTHENTICATING"), "{quiet}");
+    assert!(quiet.contains("exit=4"), "{quiet}");
+    all_in(&m, "active");
+    m.sh_as("carol", "ImageServing stop").code(0);
+    all_in(&m, "inactive");
+}
+in_both_layouts!(the_admin_group_runs_the_stack_and_nothing_else, admin_group);
