@@ -187,6 +187,16 @@ fn rss_and_ticks(pid: u32) -> (u64, u64) {
     )
 }
 
+/// CPU ticks (user + system) of this process's children that have been waited for
+/// (`cutime` and `cstime` of /proc/self/stat).
+fn children_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let f: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..]
+        .split_whitespace()
+        .collect();
+    f[13].parse::<u64>().unwrap_or(0) + f[14].parse::<u64>().unwrap_or(0)
+}
+
 #[test]
 #[ignore = "benchmark: run scripts/bench.sh"]
 fn bench() {
@@ -232,6 +242,43 @@ fn bench() {
             Some(ratio <= limit),
         );
     }
+
+    // 2. One metrics scrape (what imageserving-metrics@ runs per connection, probes
+    // included) against status, and the CPU that 1 scrape/s costs.
+    let mut cmds = [
+        command(&sb, &cli, &["--user", "metrics"]),
+        command(&sb, &cli, &["--user", "status"]),
+    ];
+    let s = interleaved(&mut cmds, runs.min(100));
+    table.row(
+        "metrics, one scrape (vs status)",
+        s[0].show(),
+        s[1].show(),
+        Some(s[0].median / s[1].median),
+        "report",
+        None,
+    );
+    let before = children_cpu_ticks();
+    let scrapes = 50;
+    for _ in 0..scrapes {
+        let ok = command(&sb, &cli, &["--user", "metrics"])
+            .status()
+            .is_ok_and(|st| st.success());
+        assert!(ok, "a scrape failed");
+    }
+    let per_scrape = (children_cpu_ticks() - before) as f64 / 100.0 / f64::from(scrapes);
+    table.row(
+        "metrics at 1 scrape/s: CPU",
+        format!(
+            "{:.3} % of one CPU ({:.1} ms CPU per scrape)",
+            per_scrape * 100.0,
+            per_scrape * 1e3
+        ),
+        "-".into(),
+        None,
+        "report",
+        None,
+    );
 
     // 3. status --json under load: 50 clients for 10 s.
     let load_for = seconds_setting("BENCH_LOAD_SECONDS", 10);
