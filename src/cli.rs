@@ -28,6 +28,29 @@ struct Args {
     /// terminal, start, stop and restart otherwise let polkit ask, as systemctl does.)
     #[arg(long, global = true)]
     no_ask_password: bool,
+    /// Run the command on this host over ssh ([USER@]HOST[:PORT]); repeat it or separate
+    /// hosts with commas. For status, start, stop and restart.
+    #[arg(
+        long = "host",
+        global = true,
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    hosts: Vec<String>,
+    /// Read the hosts from FILE: one per line, '#' starts a comment.
+    #[arg(long = "hosts", global = true, value_name = "FILE")]
+    hosts_file: Option<std::path::PathBuf>,
+    /// With --host: how many hosts to work on at once.
+    #[arg(long, global = true, default_value_t = 10, value_name = "N")]
+    parallel: usize,
+    /// With --host: how long one host may take, in seconds.
+    #[arg(
+        long = "host-timeout",
+        global = true,
+        default_value_t = 600,
+        value_name = "SECONDS"
+    )]
+    host_timeout: u64,
     #[command(subcommand)]
     command: CommandArgs,
 }
@@ -42,6 +65,10 @@ enum CommandArgs {
     Restart {
         /// Restart only this component; the others keep running untouched.
         component: Option<Component>,
+        /// With --host: a rolling restart, N hosts at a time; the next batch starts once the
+        /// previous one serves again, and the first failed batch stops it.
+        #[arg(long, value_name = "N")]
+        serial: Option<usize>,
     },
     /// Show uptime and memory of every component, or of the one named.
     ///
@@ -98,9 +125,24 @@ pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
 }
 
+/// Where a command runs: here, or on hosts over ssh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// The hosts, as given (validated when run).
+    pub hosts: Vec<String>,
+    /// How many at once.
+    pub parallel: usize,
+    /// How long one host may take.
+    pub deadline: std::time::Duration,
+    /// For restart: hosts per batch of a rolling restart.
+    pub serial: Option<usize>,
+}
+
 /// What the operator asked for, in the crate's own terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// `None`: this host. Else the fleet to run it on.
+    pub fleet: Option<Fleet>,
     /// Which manager.
     pub scope: Scope,
     /// Whether polkit may ask for a password on the terminal (`--no-ask-password` says no).
@@ -150,7 +192,11 @@ pub enum Format {
 }
 
 impl Request {
-    fn from_args(args: Args) -> Request {
+    fn from_args(args: Args) -> Result<Request, (String, i32)> {
+        let serial = match &args.command {
+            CommandArgs::Restart { serial, .. } => *serial,
+            _ => None,
+        };
         let scope = if args.user {
             Scope::User
         } else {
@@ -172,7 +218,7 @@ impl Request {
                 lines,
                 since,
             },
-            CommandArgs::Restart { component } => Command::Restart(component),
+            CommandArgs::Restart { component, .. } => Command::Restart(component),
             CommandArgs::Status {
                 component,
                 json,
@@ -188,11 +234,55 @@ impl Request {
                 if json { Format::Json } else { Format::Human },
             ),
         };
-        Request {
+        let mut hosts = args.hosts.clone();
+        if let Some(file) = &args.hosts_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                (
+                    format!(
+                        "ImageServing: cannot read the host list {}: {e}",
+                        file.display()
+                    ),
+                    exit::USAGE,
+                )
+            })?;
+            hosts.extend(crate::fleet::parse_hosts_file(&text));
+        }
+        let usage = |m: &str| {
+            Err((
+                format!("ImageServing: {m}; see 'ImageServing --help'"),
+                exit::USAGE,
+            ))
+        };
+        if serial == Some(0) || args.parallel == 0 {
+            return usage("--serial and --parallel take a number of hosts above 0");
+        }
+        let fleet = if hosts.is_empty() {
+            if serial.is_some() {
+                return usage(
+                    "--serial is for a rolling restart of hosts given with --host or --hosts",
+                );
+            }
+            None
+        } else {
+            if !matches!(
+                command,
+                Command::Status(..) | Command::Start | Command::Stop | Command::Restart(_)
+            ) {
+                return usage("--host and --hosts work with status, start, stop and restart");
+            }
+            Some(Fleet {
+                hosts,
+                parallel: args.parallel,
+                deadline: std::time::Duration::from_secs(args.host_timeout.max(1)),
+                serial,
+            })
+        };
+        Ok(Request {
+            fleet,
             scope,
             ask_password: !args.no_ask_password,
             command,
-        }
+        })
     }
 }
 
@@ -204,7 +294,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     match Args::try_parse_from(args) {
-        Ok(args) => Ok(Request::from_args(args)),
+        Ok(args) => Request::from_args(args),
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
@@ -239,6 +329,9 @@ fn one_line_usage_error(e: &clap::Error) -> String {
 /// Run a parsed request; returns the process exit code.
 pub fn execute(request: &Request) -> i32 {
     let scope = request.scope;
+    if let Some(fleet) = &request.fleet {
+        return on_fleet(fleet, scope, &request.command);
+    }
     let ask = request.ask_password;
     match request.command {
         Command::Status(req, format) => status(scope, req, format),
@@ -373,6 +466,53 @@ fn on_interrupt(message: String) {
                 std::process::exit(128 + signal);
             }
         });
+}
+
+/// Run the command on every host of `fleet` over ssh: a table (or `--json` for status), and a
+/// last line that sums up; the exit code is the most severe of the hosts'.
+fn on_fleet(fleet: &Fleet, scope: Scope, command: &Command) -> i32 {
+    use crate::fleet::{self, Action};
+    let mut hosts = Vec::new();
+    for spec in &fleet.hosts {
+        match fleet::parse_host(spec) {
+            Ok(h) => hosts.push(h),
+            Err(e) => {
+                output::err(&format!("ImageServing: invalid host {e}\n"));
+                return exit::USAGE;
+            }
+        }
+    }
+    let (action, json) = match *command {
+        Command::Status(req, format) => (Action::Status(req.only), format == Format::Json),
+        Command::Start => (Action::Start, false),
+        Command::Stop => (Action::Stop, false),
+        Command::Restart(c) => (Action::Restart(c), false),
+        _ => return exit::USAGE,
+    };
+    let (results, left) = match (action, fleet.serial) {
+        (Action::Restart(c), Some(n)) => {
+            fleet::rolling_restart(&hosts, c, scope, n, fleet.deadline)
+        }
+        _ => (
+            fleet::run_all(&hosts, action, scope, fleet.parallel, fleet.deadline),
+            Vec::new(),
+        ),
+    };
+    if json {
+        match serde_json::to_string_pretty(&results) {
+            Ok(text) => output::out(&format!("{text}\n")),
+            Err(e) => return report(&Error::Encode(e.to_string()), exit::FAILURE),
+        }
+    } else {
+        output::out(&fleet::table(&results, action));
+    }
+    output::err(&format!("{}\n", fleet::summary(&results, action, &left)));
+    let code = fleet::exit_code(&results);
+    if code == exit::OK && !left.is_empty() {
+        exit::FAILURE
+    } else {
+        code
+    }
 }
 
 /// Become `journalctl` with the stack's units (or one member's): its output, pager and

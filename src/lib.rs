@@ -13,6 +13,7 @@
 //! - [`systemd`] is the only module that speaks D-Bus;
 //! - [`procinfo`] is the only module that reads procfs and the cgroup file system;
 //! - [`component`] is the only place that maps components to units;
+//! - [`fleet`] runs a command on many hosts over OpenSSH, and the rolling restart;
 //! - [`error`] holds the crate-level error and its exit codes;
 //! - [`output`] writes to stdout and stderr, quietly when the reader went away.
 
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod component;
 pub mod control;
 pub mod error;
+pub mod fleet;
 pub mod journal;
 pub mod output;
 pub mod probe;

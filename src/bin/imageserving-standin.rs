@@ -183,7 +183,7 @@ fn answer(stream: TcpStream, path: &str) -> std::io::Result<()> {
 
 /// Probe every target on its own thread, each every `every`, until stdin closes; then print
 /// one JSON line per target: `{"target", "requests", "failures", "longest_outage_ms",
-/// "first_failures"}`.
+/// "first_failures", "outages"}`.
 fn client(targets: &[String], every: Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = targets
@@ -203,6 +203,15 @@ fn client(targets: &[String], every: Duration) {
                 let mut first_failures: Vec<String> = Vec::new();
                 let mut outage_since: Option<Instant> = None;
                 let mut longest = Duration::ZERO;
+                // Each outage as [first failure, first success after it] in Unix ms, so that
+                // outages on several hosts can be compared.
+                let mut outages: Vec<[u128; 2]> = Vec::new();
+                let unix_ms = || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis())
+                };
+                let mut outage_start_ms = 0;
                 while !stop.load(Ordering::SeqCst) {
                     let round = Instant::now();
                     requests += 1;
@@ -210,10 +219,14 @@ fn client(targets: &[String], every: Duration) {
                         Ok(()) => {
                             if let Some(since) = outage_since.take() {
                                 longest = longest.max(since.elapsed());
+                                outages.push([outage_start_ms, unix_ms()]);
                             }
                         }
                         Err(e) => {
                             failures += 1;
+                            if outage_since.is_none() {
+                                outage_start_ms = unix_ms();
+                            }
                             outage_since.get_or_insert(round);
                             if first_failures.len() < 5 {
                                 first_failures.push(e);
@@ -224,6 +237,7 @@ fn client(targets: &[String], every: Duration) {
                 }
                 if let Some(since) = outage_since {
                     longest = longest.max(since.elapsed());
+                    outages.push([outage_start_ms, unix_ms()]);
                 }
                 serde_json::json!({
                     "target": name,
@@ -231,6 +245,7 @@ fn client(targets: &[String], every: Duration) {
                     "failures": failures,
                     "longest_outage_ms": longest.as_millis(),
                     "first_failures": first_failures,
+                    "outages": outages,
                 })
             })
         })

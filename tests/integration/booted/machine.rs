@@ -279,6 +279,22 @@ impl Machine {
         Run::from(out, format!("[{} as {user}] {script}", self.name))
     }
 
+    /// Power the box off now (as a host that goes down), and wait until it is gone.
+    pub fn power_off(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "RTMIN+4", &self.pid1.to_string()])
+            .status();
+        if let Some(child) = self.nspawn.as_mut() {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
     /// The container's PID 1 as the host sees it.
     pub fn pid1(&self) -> u32 {
         self.pid1

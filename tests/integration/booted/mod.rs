@@ -14,6 +14,7 @@
 //! `scripts/test.sh` runs first).
 
 mod faults;
+mod fleet;
 mod machine;
 mod metrics;
 mod package;

@@ -44,10 +44,10 @@ impl Kind {
 }
 
 /// A client in the box's network that probes all three components every 20 ms.
-struct Client(Child);
+pub struct Client(Child);
 
 impl Client {
-    fn start(m: &Machine) -> Client {
+    pub fn start(m: &Machine) -> Client {
         Client(m.spawn_in_network(
             STANDIN,
             &[
@@ -64,7 +64,7 @@ impl Client {
     }
 
     /// Stop it and return its report, one JSON object per component.
-    fn finish(mut self) -> Vec<serde_json::Value> {
+    pub fn finish(mut self) -> Vec<serde_json::Value> {
         drop(self.0.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.0.try_wait().ok().flatten().is_none() {

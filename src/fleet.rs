@@ -1,0 +1,608 @@
+//! A fleet of hosts over OpenSSH: `ImageServing --host H1,H2 status`, `--hosts FILE`, and the
+//! rolling `restart --serial N`.
+//!
+//! Each host runs its own `ImageServing` through `ssh -o BatchMode=yes`, so memory and uptime
+//! come from that host's procfs, and the user's own `~/.ssh/config` (keys, `ProxyJump`,
+//! `ControlMaster`, host-key checking) applies as it is: no agent, no port, no daemon of ours.
+//! Host names are validated before they reach ssh, and the remote command is a fixed argument
+//! vector, each word single-quoted for the remote shell, so nothing given can inject a
+//! command. One host's failure is its own row; the others go on.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::component::Component;
+use crate::error::exit;
+use crate::systemd::Scope;
+
+/// The environment key naming an ssh configuration file to use instead of the user's
+/// (`ssh -F`): a fleet's own settings, or a test's.
+pub const KEY_SSH_CONFIG: &str = "IMAGESERVING_SSH_CONFIG";
+
+/// One host as given: `[USER@]HOST[:PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// As given, for the output.
+    pub spec: String,
+    user: Option<String>,
+    name: String,
+    port: Option<u16>,
+}
+
+/// Parse and validate one host. Names are what DNS, `/etc/hosts` and ssh aliases use:
+/// letters, digits, `.`, `-`, `_`; an IPv6 address goes in brackets. Anything else (a leading
+/// `-`, spaces, quotes, `;`, `$`) is refused before ssh sees it.
+pub fn parse_host(spec: &str) -> Result<Host, String> {
+    let word = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('-')
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    let (user, rest) = match spec.split_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, spec),
+    };
+    if let Some(u) = user {
+        if !word(u) {
+            return Err(format!("'{spec}': not a valid user name"));
+        }
+    }
+    let (name, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (addr, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("'{spec}': unclosed '['"))?;
+        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err(format!("'{spec}': not an IPv6 address"));
+        }
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(format!("'{spec}': expected :PORT after ']'")),
+        };
+        (addr.to_owned(), port)
+    } else {
+        match rest.split_once(':') {
+            Some((n, p)) => (n.to_owned(), Some(p)),
+            None => (rest.to_owned(), None),
+        }
+    };
+    if !name.contains(':') && !word(&name) {
+        return Err(format!(
+            "'{spec}': not a valid host name (letters, digits, '.', '-', '_')"
+        ));
+    }
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("'{spec}': port '{p}' is not a number from 1 to 65535"))?,
+        ),
+        None => None,
+    };
+    Ok(Host {
+        spec: spec.to_owned(),
+        user: user.map(str::to_owned),
+        name,
+        port,
+    })
+}
+
+/// Hosts from a file: one per line, `#` starts a comment, blank lines are skipped.
+pub fn parse_hosts_file(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What each host is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `status [COMPONENT]` (as JSON).
+    Status(Option<Component>),
+    /// `start`
+    Start,
+    /// `stop`
+    Stop,
+    /// `restart [COMPONENT]`
+    Restart(Option<Component>),
+}
+
+impl Action {
+    /// The remote argument vector (after the program name).
+    fn args(self, scope: Scope) -> Vec<String> {
+        let mut args = vec![
+            match scope {
+                Scope::System => "--system",
+                Scope::User => "--user",
+            }
+            .to_owned(),
+            "--no-ask-password".to_owned(),
+        ];
+        match self {
+            Action::Status(c) => {
+                args.push("status".into());
+                args.extend(c.map(|c| c.short_name().to_owned()));
+                args.push("--json".into());
+            }
+            Action::Start => args.push("start".into()),
+            Action::Stop => args.push("stop".into()),
+            Action::Restart(c) => {
+                args.push("restart".into());
+                args.extend(c.map(|c| c.short_name().to_owned()));
+            }
+        }
+        args
+    }
+
+    fn is_status(self) -> bool {
+        matches!(self, Action::Status(_))
+    }
+}
+
+/// Quote a word for a POSIX shell: in single quotes, a quote written as `'\''`.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The `ssh` command for one host. ssh joins the words after the host into one command line
+/// for the remote shell: each is quoted, and `--` ends ssh's own options.
+fn ssh_command(host: &Host, remote: &[String]) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]);
+    if let Some(cfg) = std::env::var_os(KEY_SSH_CONFIG) {
+        cmd.arg("-F").arg(cfg);
+    }
+    if let Some(p) = host.port {
+        cmd.args(["-p", &p.to_string()]);
+    }
+    if let Some(u) = &host.user {
+        cmd.args(["-l", u]);
+    }
+    cmd.arg("--").arg(&host.name);
+    cmd.arg(
+        std::iter::once("ImageServing".to_owned())
+            .chain(remote.iter().cloned())
+            .map(|w| shell_quote(&w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// What one host answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostResult {
+    /// The host as given.
+    pub host: String,
+    /// Whether the command succeeded there.
+    pub ok: bool,
+    /// Its exit code (ours for a host that could not be asked: 4 for status, 1 otherwise).
+    pub exit_code: i32,
+    /// Why it did not succeed, in one line.
+    pub error: Option<String>,
+    /// `status --json` of that host.
+    pub status: Option<serde_json::Value>,
+    /// The host's one line of output for start, stop and restart.
+    #[serde(skip)]
+    pub said: String,
+}
+
+/// Run `action` on one host within `deadline`.
+fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> HostResult {
+    let unreachable_code = if action.is_status() {
+        exit::PRIVILEGE
+    } else {
+        exit::FAILURE
+    };
+    let fail = |code: i32, error: String| HostResult {
+        host: host.spec.clone(),
+        ok: false,
+        exit_code: code,
+        error: Some(error),
+        status: None,
+        said: String::new(),
+    };
+    let mut child = match ssh_command(host, &action.args(scope)).spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(unreachable_code, format!("cannot run ssh: {e}")),
+    };
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let until = Instant::now() + deadline;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    let last_err = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let Some(status) = status else {
+        return fail(
+            unreachable_code,
+            format!("no answer within {} s", deadline.as_secs()),
+        );
+    };
+    let code = status.code().unwrap_or(unreachable_code);
+    match code {
+        255 => {
+            let why = if last_err.contains("Permission denied") {
+                "authentication refused"
+            } else {
+                "unreachable"
+            };
+            return fail(unreachable_code, format!("{why} ({last_err})"));
+        }
+        127 => {
+            return fail(
+                exit::NOT_INSTALLED,
+                "ImageServing is not installed there (command not found)".into(),
+            )
+        }
+        2 if last_err.contains("unexpected argument") || last_err.contains("unrecognized") => {
+            return fail(
+                exit::USAGE,
+                format!("ImageServing there is too old for this command ({last_err})"),
+            )
+        }
+        _ => {}
+    }
+    let status_doc = if action.is_status() {
+        serde_json::from_str::<serde_json::Value>(&stdout).ok()
+    } else {
+        None
+    };
+    let error = (code != 0).then(|| {
+        status_doc
+            .as_ref()
+            .and_then(|d| {
+                d["message"]
+                    .as_str()
+                    .or(d["error"].as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| {
+                if last_err.is_empty() {
+                    format!("exit {code}")
+                } else {
+                    last_err.trim_start_matches("ImageServing: ").to_owned()
+                }
+            })
+    });
+    HostResult {
+        host: host.spec.clone(),
+        ok: code == 0,
+        exit_code: code,
+        error,
+        status: status_doc.filter(|d| d.get("supervisor").is_some()),
+        said: stdout.lines().last().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Run `action` on every host, at most `parallel` at once, each within `deadline`; results
+/// in the order the hosts were given.
+pub fn run_all(
+    hosts: &[Host],
+    action: Action,
+    scope: Scope,
+    parallel: usize,
+    deadline: Duration,
+) -> Vec<HostResult> {
+    let next = Arc::new(Mutex::new(0usize));
+    let results: Arc<Mutex<Vec<Option<HostResult>>>> =
+        Arc::new(Mutex::new(vec![None; hosts.len()]));
+    let hosts: Arc<Vec<Host>> = Arc::new(hosts.to_vec());
+    let workers: Vec<_> = (0..parallel.clamp(1, hosts.len().max(1)))
+        .map(|_| {
+            let (next, results, hosts) = (next.clone(), results.clone(), hosts.clone());
+            std::thread::spawn(move || loop {
+                let i = {
+                    let mut n = next
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(host) = hosts.get(i) else {
+                    return;
+                };
+                let r = run_one(host, action, scope, deadline);
+                results
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let results = std::mem::take(
+        &mut *results
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    results
+        .into_iter()
+        .zip(hosts.iter())
+        .map(|(r, h)| {
+            r.unwrap_or_else(|| HostResult {
+                host: h.spec.clone(),
+                ok: false,
+                exit_code: exit::FAILURE,
+                error: Some("not run".into()),
+                status: None,
+                said: String::new(),
+            })
+        })
+        .collect()
+}
+
+/// A rolling restart: `serial` hosts at a time. Each batch's `restart` returns only once
+/// that host serves again (its supervisor ready, its probes passing), so the next batch
+/// starts only then. Stops at the first batch with a failure; returns the results so far and
+/// the hosts that were not restarted.
+pub fn rolling_restart(
+    hosts: &[Host],
+    component: Option<Component>,
+    scope: Scope,
+    serial: usize,
+    deadline: Duration,
+) -> (Vec<HostResult>, Vec<String>) {
+    let mut done = Vec::new();
+    for (i, batch) in hosts.chunks(serial.max(1)).enumerate() {
+        let results = run_all(
+            batch,
+            Action::Restart(component),
+            scope,
+            batch.len(),
+            deadline,
+        );
+        let failed = results.iter().any(|r| !r.ok);
+        done.extend(results);
+        if failed {
+            let left = hosts[(i + 1) * serial.max(1)..]
+                .iter()
+                .map(|h| h.spec.clone())
+                .collect();
+            return (done, left);
+        }
+    }
+    (done, Vec::new())
+}
+
+/// The exit code of the whole: 0 when every host succeeded, else the highest per-host code
+/// (LSB codes grow with severity: 1 failure, 3 not running, 4 unknown or denied, 5 missing).
+pub fn exit_code(results: &[HostResult]) -> i32 {
+    results
+        .iter()
+        .map(|r| r.exit_code)
+        .max()
+        .unwrap_or(exit::OK)
+}
+
+/// The last line: "2 of 3 hosts running; h3: unreachable (...)".
+pub fn summary(results: &[HostResult], action: Action, not_restarted: &[String]) -> String {
+    let ok = results.iter().filter(|r| r.ok).count();
+    let verb = match action {
+        Action::Status(_) => "running",
+        Action::Start => "started",
+        Action::Stop => "stopped",
+        Action::Restart(_) => "restarted",
+    };
+    let mut line = format!(
+        "{ok} of {} hosts {verb}",
+        results.len() + not_restarted.len()
+    );
+    let problems: Vec<String> = results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| match &r.error {
+            Some(e) if r.exit_code == 3 || r.exit_code == 0 => {
+                format!("{}: exit {} ({e})", r.host, r.exit_code)
+            }
+            Some(e) => format!("{}: {e}", r.host),
+            None => format!("{}: exit {}", r.host, r.exit_code),
+        })
+        .collect();
+    if !problems.is_empty() {
+        line.push_str("; ");
+        line.push_str(&problems.join(", "));
+    }
+    if !not_restarted.is_empty() {
+        line.push_str(&format!(
+            "; stopped after the failed batch, not restarted: {}",
+            not_restarted.join(", ")
+        ));
+    }
+    line
+}
+
+/// The table: one row per component of each host (status), or per host (actions), in the
+/// order the hosts were given.
+pub fn table(results: &[HostResult], action: Action) -> String {
+    let mut rows: Vec<[String; 7]> = vec![[
+        "HOST".into(),
+        "NAME".into(),
+        "STATE".into(),
+        "PID".into(),
+        "UPTIME".into(),
+        "RSS".into(),
+        "RESTARTS".into(),
+    ]];
+    for r in results {
+        let components = r
+            .status
+            .as_ref()
+            .and_then(|s| s["components"].as_array().cloned())
+            .unwrap_or_default();
+        if !action.is_status() || components.is_empty() {
+            let what = if r.ok {
+                r.said.clone()
+            } else {
+                r.error.clone().unwrap_or_default()
+            };
+            rows.push([
+                r.host.clone(),
+                "-".into(),
+                what,
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+            continue;
+        }
+        for c in components {
+            let n = |k: &str| c[k].as_u64().map_or("-".to_owned(), |v| v.to_string());
+            rows.push([
+                r.host.clone(),
+                c["name"].as_str().unwrap_or("?").to_owned(),
+                format!(
+                    "{} ({})",
+                    c["state"].as_str().unwrap_or("?"),
+                    c["sub_state"].as_str().unwrap_or("?")
+                ),
+                n("pid"),
+                c["uptime_seconds"]
+                    .as_u64()
+                    .map_or("-".into(), crate::status::format_duration),
+                c["memory"]["rss_bytes"]
+                    .as_u64()
+                    .map_or("-".into(), crate::status::format_bytes),
+                n("restarts"),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse_with_user_and_port() {
+        let h = parse_host("ops@img-01.example.org:2222").unwrap();
+        assert_eq!(
+            (h.user.as_deref(), h.name.as_str(), h.port),
+            (Some("ops"), "img-01.example.org", Some(2222))
+        );
+        let h = parse_host("[2001:db8::1]:22").unwrap();
+        assert_eq!((h.name.as_str(), h.port), ("2001:db8::1", Some(22)));
+        assert_eq!(parse_host("h3").unwrap().port, None);
+    }
+
+    /// Regression guard: a host name must never reach ssh as an option or a shell word.
+    #[test]
+    fn host_names_that_could_inject_are_refused() {
+        for bad in [
+            "-oProxyCommand=touch /tmp/x",
+            "h1;touch /tmp/x",
+            "h1 touch",
+            "$(touch /tmp/x)",
+            "`id`",
+            "h1'",
+            "a@-b",
+            "h1:0",
+            "h1:99999",
+            "h1:22x",
+            "",
+            "[::1",
+            "[zz]",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn remote_words_are_quoted_for_the_shell() {
+        assert_eq!(shell_quote("status"), "'status'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        let args = Action::Status(Some(Component::Svg)).args(Scope::System);
+        assert_eq!(
+            args,
+            ["--system", "--no-ask-password", "status", "svg", "--json"]
+        );
+    }
+
+    #[test]
+    fn host_files_have_comments_and_blank_lines() {
+        assert_eq!(
+            parse_hosts_file("# fleet\nh1\n\n  h2  # rack 2\n#h3\n"),
+            ["h1", "h2"]
+        );
+    }
+
+    #[test]
+    fn the_summary_names_each_failed_host() {
+        let r = |host: &str, ok: bool, code: i32, error: Option<&str>| HostResult {
+            host: host.into(),
+            ok,
+            exit_code: code,
+            error: error.map(str::to_owned),
+            status: None,
+            said: String::new(),
+        };
+        let results = [
+            r("h1", true, 0, None),
+            r(
+                "h3",
+                false,
+                4,
+                Some("unreachable (ssh: connect to host h3 port 22: No route to host)"),
+            ),
+            r("h7", false, 3, Some("is not running")),
+        ];
+        assert_eq!(
+            summary(&results, Action::Status(None), &[]),
+            "1 of 3 hosts running; h3: unreachable (ssh: connect to host h3 port 22: No route to host), h7: exit 3 (is not running)"
+        );
+        assert_eq!(exit_code(&results), 4);
+        assert_eq!(exit_code(&results[..1]), 0);
+    }
+}

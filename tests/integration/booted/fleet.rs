@@ -1,0 +1,256 @@
+//! Fleet commands over real OpenSSH: each host is a booted box running sshd and the stack,
+//! reached with `ssh -o ProxyCommand=...` through its own network namespace (no address is
+//! created, nothing on the machine's network changes). Keys and known_hosts are generated
+//! in the test's own directory; host keys are checked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::machine::{Layout, Machine, IN};
+use super::package::machine;
+use super::upgrade::Client;
+use crate::harness::{run_with_timeout, Run, IMAGESERVING};
+
+struct Fleet {
+    dir: PathBuf,
+    hosts: Vec<Machine>,
+}
+
+impl Fleet {
+    /// `installed` boxes with the package and the stack running, then `bare` boxes without
+    /// it; all with sshd and our key.
+    fn boot(installed: usize, bare: usize) -> Fleet {
+        let dir =
+            std::env::temp_dir().join(format!("isfleet-{}-{installed}-{bare}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("fleet dir");
+        let key = dir.join("id");
+        let out = run_with_timeout(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "fleet-test", "-f"])
+                .arg(&key),
+            Duration::from_secs(30),
+        );
+        assert!(out.status.success(), "ssh-keygen");
+        let mut hosts = Vec::new();
+        let mut config = String::new();
+        let mut known = String::new();
+        for i in 0..installed + bare {
+            let m = machine(Layout::Hybrid);
+            let pubkey = std::fs::read_to_string(dir.join("id.pub")).expect("pub key");
+            let setup = format!(
+                "set -e; mkdir -p -m 0700 /root/.ssh; echo '{}' >/root/.ssh/authorized_keys; \
+                 mkdir -p /run/sshd; systemd-run --unit=test-sshd /usr/sbin/sshd -D -e",
+                pubkey.trim()
+            );
+            m.sh(&setup).code(0);
+            if i < installed {
+                m.sh(&format!(
+                    "dpkg -i {IN}/1.deb >/dev/null && ImageServing start"
+                ))
+                .code(0);
+            }
+            let hostkey = m.sh("cat /etc/ssh/ssh_host_ed25519_key.pub").code(0).stdout;
+            let name = format!("host{}", i + 1);
+            known.push_str(&format!(
+                "{name} {}\n",
+                hostkey
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+            config.push_str(&format!(
+                "Host {name}\n  HostName 127.0.0.1\n  HostKeyAlias {name}\n  User root\n  IdentityFile {key}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  ProxyCommand nsenter -t {pid} -n socat STDIO TCP:127.0.0.1:22\n\n",
+                key = key.display(),
+                known = dir.join("known_hosts").display(),
+                pid = m.pid1()
+            ));
+            hosts.push(m);
+        }
+        std::fs::write(dir.join("known_hosts"), known).expect("known_hosts");
+        std::fs::write(dir.join("config"), config).expect("ssh config");
+        Fleet { dir, hosts }
+    }
+
+    /// `ImageServing ARGS` on this machine, with the fleet's ssh configuration.
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> Run {
+        let out = run_with_timeout(
+            std::process::Command::new(IMAGESERVING)
+                .args(args)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("HOME", &self.dir)
+                .env("IMAGESERVING_SSH_CONFIG", self.dir.join("config")),
+            Duration::from_secs(300),
+        );
+        Run::from(out, format!("ImageServing {}", args.join(" ")))
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        self.hosts.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rows_of<'a>(table: &'a str, host: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .filter(|l| l.starts_with(&format!("{host} ")))
+        .collect()
+}
+
+#[test]
+fn fleet_status_reports_every_host_and_what_failed() {
+    let mut fleet = Fleet::boot(3, 1);
+    let ok = fleet
+        .run(&["--host", "host1,host2", "--host", "host3", "status"])
+        .code(0);
+    for h in ["host1", "host2", "host3"] {
+        let rows = rows_of(&ok.stdout, h);
+        assert_eq!(rows.len(), 3, "{h}:\n{}", ok.stdout);
+        assert!(
+            rows.iter().all(|r| r.contains("active (running)")),
+            "{}",
+            ok.stdout
+        );
+    }
+    assert_eq!(ok.stderr.trim(), "3 of 3 hosts running");
+
+    // One document: a list of {host, ok, exit_code, error, status}, in the order given.
+    let json = fleet
+        .run(&[
+            "--hosts",
+            &write_hosts(&fleet.dir, "# rack 1\nhost2\nhost1 # first\n"),
+            "status",
+            "--json",
+        ])
+        .code(0);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let list = doc.as_array().expect("a list");
+    assert_eq!(list.len(), 2);
+    assert_eq!(
+        (list[0]["host"].as_str(), list[1]["host"].as_str()),
+        (Some("host2"), Some("host1"))
+    );
+    for h in list {
+        assert_eq!(h["ok"], true, "{h}");
+        assert_eq!(h["exit_code"], 0);
+        assert!(h["error"].is_null());
+        assert_eq!(
+            h["status"]["components"].as_array().map(Vec::len),
+            Some(3),
+            "{h}"
+        );
+    }
+
+    // A host without the package: a clear per-host error; the others are fine.
+    let missing = fleet.run(&["--host", "host1,host4", "status"]).code(5);
+    assert_eq!(rows_of(&missing.stdout, "host1").len(), 3);
+    assert!(
+        missing
+            .stdout
+            .contains("ImageServing is not installed there"),
+        "{}",
+        missing.stdout
+    );
+    assert!(
+        missing
+            .stderr
+            .contains("1 of 2 hosts running; host4: ImageServing is not installed there"),
+        "{}",
+        missing.stderr
+    );
+
+    // A host name that tries to inject a command never reaches ssh.
+    let marker = fleet.dir.join("pwned");
+    let inject = format!("host1;touch {}", marker.display());
+    fleet
+        .run(&["--host", &inject, "status"])
+        .code(2)
+        .stderr_one_line()
+        .stderr_has("not a valid host name");
+    fleet
+        .run(&["--host", "-oProxyCommand=touch /tmp/x", "status"])
+        .code(2);
+    assert!(!marker.exists());
+
+    // A host powered off: reported as unreachable, the others fine; exit 4 (unknown).
+    fleet.hosts[2].power_off();
+    let off = fleet
+        .run(&["--host", "host1,host2,host3", "status"])
+        .code(4);
+    assert_eq!(rows_of(&off.stdout, "host1").len(), 3);
+    assert_eq!(rows_of(&off.stdout, "host2").len(), 3);
+    assert!(
+        off.stderr
+            .starts_with("2 of 3 hosts running; host3: unreachable ("),
+        "{}",
+        off.stderr
+    );
+}
+
+#[test]
+fn a_rolling_restart_keeps_all_but_one_host_serving() {
+    let fleet = Fleet::boot(3, 0);
+    let clients: Vec<Client> = fleet.hosts.iter().map(Client::start).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let pids: Vec<String> = fleet
+        .hosts
+        .iter()
+        .map(|m| m.prop("imageserving-platform.service", "MainPID"))
+        .collect();
+    let r = fleet
+        .run(&["--host", "host1,host2,host3", "restart", "--serial", "1"])
+        .code(0);
+    assert_eq!(r.stderr.trim(), "3 of 3 hosts restarted", "{}", r.stdout);
+    std::thread::sleep(Duration::from_secs(1));
+    // Every host was restarted...
+    for (m, before) in fleet.hosts.iter().zip(&pids) {
+        assert_ne!(&m.prop("imageserving-platform.service", "MainPID"), before);
+    }
+    // ...and at no moment were two hosts down: the outages of different hosts never overlap.
+    let outages: Vec<Vec<[u64; 2]>> = clients
+        .into_iter()
+        .map(|c| {
+            let mut all = Vec::new();
+            for target in c.finish() {
+                for o in target["outages"].as_array().cloned().unwrap_or_default() {
+                    all.push([o[0].as_u64().unwrap_or(0), o[1].as_u64().unwrap_or(0)]);
+                }
+            }
+            all
+        })
+        .collect();
+    assert!(
+        outages.iter().any(|o| !o.is_empty()),
+        "no host was ever down: was anything restarted?"
+    );
+    for (i, a) in outages.iter().enumerate() {
+        for (j, b) in outages.iter().enumerate().skip(i + 1) {
+            for x in a {
+                for y in b {
+                    assert!(
+                        x[1] <= y[0] || y[1] <= x[0],
+                        "host{} down {x:?} while host{} down {y:?}",
+                        i + 1,
+                        j + 1
+                    );
+                }
+            }
+        }
+    }
+    // All serve at the end.
+    fleet
+        .run(&["--host", "host1,host2,host3", "status"])
+        .code(0);
+}
+
+fn write_hosts(dir: &Path, text: &str) -> String {
+    let path = dir.join("hosts");
+    std::fs::write(&path, text).expect("hosts file");
+    path.display().to_string()
+}
