@@ -13,4 +13,8 @@ mkdir -p target/bench
 cp target/release/ImageServing target/release/examples/dbus_floor target/bench/
 export IMAGESERVING_BENCH_CLI="$PWD/target/bench/ImageServing"
 export IMAGESERVING_BENCH_FLOOR="$PWD/target/bench/dbus_floor"
-exec cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 bench::bench
+cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 bench::bench
+# The fleet rows: status over 1, 10 and 50 ssh hosts, with and without connection reuse
+# (needs the packages: packaging/build-packages.sh).
+packaging/build-packages.sh >/dev/null
+exec cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 booted::fleet::fleet_benchmark

@@ -40,7 +40,7 @@ impl Fleet {
             let pubkey = std::fs::read_to_string(dir.join("id.pub")).expect("pub key");
             let setup = format!(
                 "set -e; mkdir -p -m 0700 /root/.ssh; echo '{}' >/root/.ssh/authorized_keys; \
-                 mkdir -p /run/sshd; systemd-run --unit=test-sshd /usr/sbin/sshd -D -e",
+                 mkdir -p /run/sshd; systemd-run --unit=test-sshd /usr/sbin/sshd -D -e -o MaxStartups=200",
                 pubkey.trim()
             );
             m.sh(&setup).code(0);
@@ -253,4 +253,101 @@ fn write_hosts(dir: &Path, text: &str) -> String {
     let path = dir.join("hosts");
     std::fs::write(&path, text).expect("hosts file");
     path.display().to_string()
+}
+
+/// The fleet benchmark (run by scripts/bench.sh): `status` over 1, 10 and 50 hosts, with
+/// and without ssh connection reuse (ControlMaster). The hosts are lightweight: 50 ssh
+/// aliases of one booted box, each its own connection (and its own master).
+#[test]
+#[ignore = "benchmark: run scripts/bench.sh"]
+fn fleet_benchmark() {
+    let mut fleet = Fleet::boot(1, 0);
+    let box_config = std::fs::read_to_string(fleet.dir.join("config")).expect("config");
+    let known = std::fs::read_to_string(fleet.dir.join("known_hosts")).expect("known_hosts");
+    let key_line = known
+        .lines()
+        .next()
+        .expect("host key")
+        .splitn(2, ' ')
+        .nth(1)
+        .expect("key")
+        .to_owned();
+    let template = box_config
+        .replace("Host host1\n", "")
+        .replace("HostKeyAlias host1", "HostKeyAlias NAME");
+    let mut plain = String::new();
+    let mut reuse = String::new();
+    let mut known_all = String::new();
+    for i in 1..=50 {
+        let block = template.replace("NAME", &format!("host{i}"));
+        plain.push_str(&format!("Host host{i}\n{block}"));
+        reuse.push_str(&format!(
+            "Host host{i}\n{block}  ControlMaster auto\n  ControlPath {}/cm-%C\n  ControlPersist 120\n\n",
+            fleet.dir.display()
+        ));
+        known_all.push_str(&format!("host{i} {key_line}\n"));
+    }
+    std::fs::write(fleet.dir.join("known_hosts"), known_all).expect("known_hosts");
+    std::fs::write(fleet.dir.join("config-plain"), plain).expect("config");
+    std::fs::write(fleet.dir.join("config-reuse"), reuse).expect("config");
+    let runs = 5;
+    let mut table = Vec::new();
+    let mut one_host = [0.0f64; 2];
+    for (mode_i, mode) in ["plain", "reuse"].iter().enumerate() {
+        std::fs::copy(
+            fleet.dir.join(format!("config-{mode}")),
+            fleet.dir.join("config"),
+        )
+        .expect("config");
+        for n in [1usize, 10, 50] {
+            let hosts: Vec<String> = (1..=n).map(|i| format!("host{i}")).collect();
+            let list = hosts.join(",");
+            let parallel = n.to_string();
+            let args = ["--host", &list, "--parallel", &parallel, "status"];
+            fleet.run(&args).code(0); // warm-up (and the masters, with reuse)
+            let ticks = children_cpu_ticks();
+            let mut ms = Vec::new();
+            for _ in 0..runs {
+                let t = std::time::Instant::now();
+                fleet.run(&args).code(0);
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            ms.sort_by(f64::total_cmp);
+            let median = ms[ms.len() / 2];
+            let cpu_ms = (children_cpu_ticks() - ticks) as f64 * 10.0 / (runs * n) as f64;
+            if n == 1 {
+                one_host[mode_i] = median;
+            }
+            table.push(format!(
+                "| status, {n} hosts, {mode} | {median:.0} ms | {:.2}× one host | {cpu_ms:.1} ms CPU per host |",
+                median / one_host[mode_i]
+            ));
+        }
+        if *mode == "reuse" {
+            for i in 1..=50 {
+                let _ = run_with_timeout(
+                    std::process::Command::new("ssh")
+                        .args(["-F"])
+                        .arg(fleet.dir.join("config"))
+                        .args(["-O", "exit", &format!("host{i}")]),
+                    Duration::from_secs(10),
+                );
+            }
+        }
+    }
+    println!("\n| figure | median | vs 1 host | operator's CPU |\n|---|---|---|---|");
+    for row in table {
+        println!("{row}");
+    }
+    println!("target: 50 hosts with reuse ≤ 3× one host");
+    fleet.hosts[0].power_off();
+}
+
+/// CPU ticks of this process's waited-for children and their children (cutime + cstime).
+fn children_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let f: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..]
+        .split_whitespace()
+        .collect();
+    f[13].parse::<u64>().unwrap_or(0) + f[14].parse::<u64>().unwrap_or(0)
 }
