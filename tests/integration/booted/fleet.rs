@@ -267,11 +267,9 @@ fn fleet_benchmark() {
     let key_line = known
         .lines()
         .next()
-        .expect("host key")
-        .splitn(2, ' ')
-        .nth(1)
-        .expect("key")
-        .to_owned();
+        .and_then(|l| l.split_once(' '))
+        .map(|(_, key)| key.to_owned())
+        .expect("host key");
     let template = box_config
         .replace("Host host1\n", "")
         .replace("HostKeyAlias host1", "HostKeyAlias NAME");
