@@ -283,6 +283,7 @@ impl Machine {
     pub fn power_off(&mut self) {
         let _ = Command::new("kill")
             .args(["-s", "RTMIN+4", &self.pid1.to_string()])
+            .stderr(Stdio::null())
             .status();
         if let Some(child) = self.nspawn.as_mut() {
             let deadline = Instant::now() + Duration::from_secs(15);
@@ -434,6 +435,7 @@ impl Drop for Machine {
         if self.pid1 != 0 {
             let _ = Command::new("kill")
                 .args(["-s", "RTMIN+4", &self.pid1.to_string()])
+                .stderr(Stdio::null())
                 .status();
         }
         if let Some(mut child) = self.nspawn.take() {

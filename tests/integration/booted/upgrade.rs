@@ -116,6 +116,11 @@ fn upgrade_without_outage(layout: Layout, kind: Kind) {
     let upgrade = m.sh(&kind.install(2)).code(0);
     std::thread::sleep(Duration::from_secs(1));
     let report = client.finish();
+    let name = match kind {
+        Kind::Deb => "deb",
+        Kind::Rpm => "rpm",
+    };
+    eprintln!("[{layout:?} {name}] requests during the upgrade: {report:?}");
 
     assert_eq!(
         kind.installed_version(&m),
