@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::machine::{Layout, Machine, IN};
 use super::package::machine;
 use super::upgrade::Client;
+use crate::bench::children_cpu_ticks;
 use crate::harness::{run_with_timeout, Run, IMAGESERVING};
 
 struct Fleet {
@@ -339,13 +340,4 @@ fn fleet_benchmark() {
     }
     println!("target: 50 hosts with reuse ≤ 3× one host");
     fleet.hosts[0].power_off();
-}
-
-/// CPU ticks of this process's waited-for children and their children (cutime + cstime).
-fn children_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
-    let f: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..]
-        .split_whitespace()
-        .collect();
-    f[13].parse::<u64>().unwrap_or(0) + f[14].parse::<u64>().unwrap_or(0)
 }
