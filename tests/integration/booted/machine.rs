@@ -433,19 +433,9 @@ impl Drop for Machine {
     fn drop(&mut self) {
         // Power off (SIGRTMIN+4 to the container's systemd), then make sure.
         if self.pid1 != 0 {
-            let _ = Command::new("kill")
-                .args(["-s", "RTMIN+4", &self.pid1.to_string()])
-                .stderr(Stdio::null())
-                .status();
+            self.power_off();
         }
         if let Some(mut child) = self.nspawn.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
             let _ = child.kill();
             let _ = child.wait();
         }
