@@ -189,7 +189,7 @@ fn rss_and_ticks(pid: u32) -> (u64, u64) {
 
 /// CPU ticks (user + system) of this process's children that have been waited for
 /// (`cutime` and `cstime` of /proc/self/stat).
-pub fn children_cpu_ticks() -> u64 {
+fn children_cpu_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
     let f: Vec<&str> = stat[stat.rfind(')').expect(")") + 2..]
         .split_whitespace()

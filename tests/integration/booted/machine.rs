@@ -222,6 +222,18 @@ impl Machine {
         );
     }
 
+    /// CPU time used by everything in the box so far, in microseconds (`usage_usec` of its
+    /// cgroup in the unified hierarchy, which counts CPU time with or without controllers).
+    pub fn cpu_usec(&self) -> u64 {
+        let path = self.cgroups[0].join("cpu.stat");
+        let stat = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        stat.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no usage_usec in {}", path.display()))
+    }
+
     fn console(&self) -> String {
         let text = std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
