@@ -41,7 +41,7 @@ struct Args {
     #[arg(long = "hosts", global = true, value_name = "FILE")]
     hosts_file: Option<std::path::PathBuf>,
     /// With --host: how many hosts to work on at once.
-    #[arg(long, global = true, default_value_t = 10, value_name = "N")]
+    #[arg(long, global = true, default_value_t = 32, value_name = "N")]
     parallel: usize,
     /// With --host: how long one host may take, in seconds.
     #[arg(
@@ -590,6 +590,15 @@ mod tests {
             Command::Restart(Some(Component::Platform))
         );
         assert_eq!(parse_ok(&["restart"]).command, Command::Restart(None));
+    }
+
+    #[test]
+    fn fleet_defaults_are_pdsh_fanout_and_ten_minutes() {
+        let fleet = parse_ok(&["--host", "a,b", "status"]).fleet.unwrap();
+        assert_eq!(fleet.hosts.len(), 2);
+        assert_eq!(fleet.parallel, 32);
+        assert_eq!(fleet.deadline, std::time::Duration::from_secs(600));
+        assert_eq!(fleet.serial, None);
     }
 
     #[test]
