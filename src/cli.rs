@@ -256,6 +256,9 @@ impl Request {
         if serial == Some(0) || args.parallel == 0 {
             return usage("--serial and --parallel take a number of hosts above 0");
         }
+        if args.host_timeout == 0 {
+            return usage("--host-timeout takes a number of seconds above 0");
+        }
         let fleet = if hosts.is_empty() {
             if serial.is_some() {
                 return usage(
@@ -273,7 +276,7 @@ impl Request {
             Some(Fleet {
                 hosts,
                 parallel: args.parallel,
-                deadline: std::time::Duration::from_secs(args.host_timeout.max(1)),
+                deadline: std::time::Duration::from_secs(args.host_timeout),
                 serial,
             })
         };
@@ -599,6 +602,20 @@ mod tests {
         assert_eq!(fleet.parallel, 32);
         assert_eq!(fleet.deadline, std::time::Duration::from_secs(600));
         assert_eq!(fleet.serial, None);
+    }
+
+    #[test]
+    fn zero_hosts_or_seconds_at_once_are_usage_errors() {
+        for args in [
+            &["--host", "a", "--parallel", "0", "status"][..],
+            &["--host", "a", "--host-timeout", "0", "status"],
+            &["--host", "a", "restart", "--serial", "0"],
+        ] {
+            let (msg, code) = parse_err(args);
+            assert_eq!(code, 2, "{args:?}");
+            assert_eq!(msg.lines().count(), 1, "{msg}");
+            assert!(msg.contains("above 0"), "{msg}");
+        }
     }
 
     #[test]

@@ -10,11 +10,14 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustix::process::{kill_process, Pid, Signal};
 
 use crate::component::Component;
 use crate::error::exit;
+use crate::procinfo::ProcReader;
 use crate::systemd::Scope;
 
 /// The environment key naming an ssh configuration file to use instead of the user's
@@ -217,30 +220,37 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
     };
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
-    let t_out = std::thread::spawn(move || {
+    let (tx_out, rx_out) = mpsc::channel();
+    let (tx_err, rx_err) = mpsc::channel();
+    std::thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
-        s
+        let _ = tx_out.send(s);
     });
-    let t_err = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut s = String::new();
         let _ = err.read_to_string(&mut s);
-        s
+        let _ = tx_err.send(s);
     });
-    let until = Instant::now() + deadline;
+    // A deadline too far to represent is no deadline.
+    let started = Instant::now();
+    let until = started.checked_add(deadline);
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) if until.is_none_or(|u| Instant::now() < u) => {
+                std::thread::sleep(poll_interval(started.elapsed()))
+            }
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_tree(&mut child);
                 break None;
             }
         }
     };
-    let stdout = t_out.join().unwrap_or_default();
-    let stderr = t_err.join().unwrap_or_default();
+    // The output is complete once ssh and what it started are gone; a process that left
+    // ssh's session with our pipes gets a moment, not the deadline again.
+    let stdout = rx_out.recv_timeout(PIPE_GRACE).unwrap_or_default();
+    let stderr = rx_err.recv_timeout(PIPE_GRACE).unwrap_or_default();
     let last_err = stderr
         .lines()
         .rev()
@@ -308,6 +318,30 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
         status: status_doc.filter(|d| d.get("supervisor").is_some()),
         said: stdout.lines().last().unwrap_or_default().to_owned(),
     }
+}
+
+/// How long the output of a finished ssh may take to reach its end.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// Kill ssh and every process below it: its `ProxyCommand` holds our pipes too, and a hung
+/// one would outlive the deadline. (A `ControlPersist` master has left ssh's process tree by
+/// then, and is not touched.)
+fn kill_tree(child: &mut std::process::Child) {
+    let below = ProcReader::new("/proc").descendants(child.id());
+    let _ = child.kill();
+    for pid in below {
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = kill_process(pid, Signal::KILL);
+        }
+    }
+    let _ = child.wait();
+}
+
+/// How long to wait before looking at ssh again, `elapsed` after it started: soon while it
+/// is young (a multiplexed `status` answers in about 12 ms), then every 20 ms. (The exit is
+/// polled to keep the deadline: a blocking wait has none.)
+fn poll_interval(elapsed: Duration) -> Duration {
+    (elapsed / 8).clamp(Duration::from_millis(1), Duration::from_millis(20))
 }
 
 /// Run `action` on every host, at most `parallel` at once, each within `deadline`; results

@@ -153,6 +153,40 @@ impl ProcReader {
         }
     }
 
+    /// Every process below `pid` (children, their children, ...), from the parent PIDs in
+    /// each process's `stat`, parents before their children. (Each process has one parent,
+    /// so none is found twice.)
+    pub fn descendants(&mut self, pid: u32) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let all: Vec<u32> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let mut children: Vec<(u32, u32)> = Vec::new();
+        for p in all {
+            if let Sample::Value(s) = self.parsed(p, "stat", parse::stat) {
+                children.push((s.ppid, p));
+            }
+        }
+        let mut found = Vec::new();
+        let mut next = 0;
+        let mut parent = pid;
+        loop {
+            found.extend(
+                children
+                    .iter()
+                    .filter(|(pp, p)| *pp == parent && *p != pid)
+                    .map(|(_, p)| *p),
+            );
+            let Some(&p) = found.get(next) else {
+                return found;
+            };
+            parent = p;
+            next += 1;
+        }
+    }
+
     /// The cgroup `pid` is in (as systemd's `ControlGroup` names it).
     pub fn cgroup_path(&mut self, pid: u32) -> Sample<String> {
         self.parsed(pid, "cgroup", |b| parse::proc_cgroup_path(b).ok_or(()))
@@ -430,6 +464,30 @@ mod tests {
         }
         std::fs::copy(data.join("uptime"), dir.join("uptime")).unwrap();
         dir
+    }
+
+    #[test]
+    fn descendants_are_found_through_the_parent_pids() {
+        let root =
+            std::env::temp_dir().join(format!("imageserving-fakeproc-tree-{}", std::process::id()));
+        // 10 has 11 and 12; 11 has 13, which has 14; 20 is another tree.
+        for (pid, ppid) in [(10, 1), (11, 10), (12, 10), (13, 11), (14, 13), (20, 1)] {
+            std::fs::create_dir_all(root.join(pid.to_string())).unwrap();
+            std::fs::write(
+                root.join(format!("{pid}/stat")),
+                format!("{pid} (sh) S {ppid} 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 4242 1000 25 0"),
+            )
+            .unwrap();
+        }
+        std::fs::write(root.join("uptime"), "1.0 1.0").unwrap();
+        let mut r = ProcReader::new(&root);
+        let mut below = r.descendants(10);
+        assert_eq!(&below[..2], &[11, 12], "children come first");
+        below.sort_unstable();
+        assert_eq!(below, [11, 12, 13, 14]);
+        assert_eq!(r.descendants(14), Vec::<u32>::new());
+        assert_eq!(r.descendants(20), Vec::<u32>::new());
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

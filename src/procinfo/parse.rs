@@ -29,6 +29,8 @@ pub struct StatFields {
     pub rss_pages: u64,
     /// Run state: `R`, `S`, `D`, `T` (stopped), `Z` (zombie), ...
     pub state: char,
+    /// The parent's PID (0 for the first process of a PID namespace).
+    pub ppid: u32,
 }
 
 /// Parse `/proc/<pid>/stat`. The command name may hold spaces and parentheses; the parser
@@ -60,6 +62,7 @@ pub fn stat(bytes: &[u8]) -> Result<StatFields, ParseError> {
             .copied()
             .ok_or_else(|| err("stat", format!("no field {n} ({name})")))
     };
+    let ppid = field(4, "ppid")?.parse().map_err(|e| err("stat", e))?;
     let start_ticks = field(22, "starttime")?
         .parse()
         .map_err(|e| err("stat", e))?;
@@ -69,6 +72,7 @@ pub fn stat(bytes: &[u8]) -> Result<StatFields, ParseError> {
         start_ticks,
         rss_pages: u64::try_from(rss).unwrap_or(0),
         state,
+        ppid,
     })
 }
 
@@ -179,6 +183,7 @@ mod tests {
                 start_ticks: 424_242,
                 rss_pages: 250,
                 state: 'S',
+                ppid: 1,
             }
         );
         assert_eq!(stat(&data("sleep.stat")).unwrap().state, 'S');

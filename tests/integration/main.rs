@@ -4,6 +4,7 @@ mod bench;
 mod booted;
 mod control;
 mod faults;
+mod fleet;
 mod hardening;
 mod harness;
 mod metrics;

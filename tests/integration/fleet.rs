@@ -1,0 +1,110 @@
+//! Fleet commands whose hosts never answer: the per-host deadline holds, and nothing that ssh
+//! started is left behind. No host is needed: the hosts' `ProxyCommand` never connects.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::harness::{eventually, run_with_timeout, Run, IMAGESERVING};
+
+/// A directory with an ssh configuration whose every host is reached through `proxy`.
+fn ssh_config(name: &str, proxy: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("isfleet-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("fleet dir");
+    std::fs::write(
+        dir.join("config"),
+        format!("Host *\n  ProxyCommand {proxy}\n  UserKnownHostsFile /dev/null\n"),
+    )
+    .expect("ssh config");
+    dir
+}
+
+fn fleet(dir: &PathBuf, args: &[&str]) -> Run {
+    let out = run_with_timeout(
+        std::process::Command::new(IMAGESERVING)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", dir)
+            .env("IMAGESERVING_SSH_CONFIG", dir.join("config")),
+        Duration::from_secs(60),
+    );
+    Run::from(out, format!("ImageServing {}", args.join(" ")))
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Regression: a hung `ProxyCommand` kept ssh's pipes open after ssh was killed at the
+/// deadline, so `--host-timeout 1` took as long as the proxy hung (and the proxy lived on).
+#[test]
+fn a_host_that_never_answers_is_cut_off_at_its_deadline_with_its_proxy() {
+    // A sleep long enough to tell apart, and unique to this test run.
+    let marker = format!("29.{}", std::process::id());
+    let dir = ssh_config("hang", &format!("sleep {marker}"));
+    let t = Instant::now();
+    let r = fleet(&dir, &["--host", "h1,h2", "--host-timeout", "1", "status"]).code(4);
+    let took = t.elapsed();
+    for host in ["h1", "h2"] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{host} ")) && l.contains("no answer within 1 s")),
+            "{host}: {}",
+            r.stdout
+        );
+    }
+    assert!(
+        r.stderr
+            .contains("0 of 2 hosts running; h1: no answer within 1 s, h2: no answer within 1 s"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "the deadline of 1 s took {took:?}"
+    );
+    eventually(Duration::from_secs(5), "the hung proxies are gone", || {
+        processes_with(&format!("sleep {marker}")).is_empty()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression: a `--host-timeout` too large for the clock panicked.
+#[test]
+fn a_deadline_too_far_to_represent_is_no_deadline() {
+    let dir = ssh_config("far", "false");
+    let r = fleet(
+        &dir,
+        &[
+            "--host",
+            "h1",
+            "--host-timeout",
+            &u64::MAX.to_string(),
+            "status",
+        ],
+    )
+    .code(4);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("h1 ") && l.contains("unreachable (")),
+        "{}",
+        r.stdout
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
