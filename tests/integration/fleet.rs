@@ -6,30 +6,41 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{eventually, run_with_timeout, Run, IMAGESERVING};
 
-/// A directory with an ssh configuration whose every host is reached through `proxy`.
-fn ssh_config(name: &str, proxy: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("isfleet-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("fleet dir");
-    std::fs::write(
-        dir.join("config"),
-        format!("Host *\n  ProxyCommand {proxy}\n  UserKnownHostsFile /dev/null\n"),
-    )
-    .expect("ssh config");
-    dir
+/// A directory with an ssh configuration whose every host is reached through a
+/// `ProxyCommand`; removed on drop.
+struct SshConfig(PathBuf);
+
+impl SshConfig {
+    fn new(name: &str, proxy: &str) -> SshConfig {
+        let dir = std::env::temp_dir().join(format!("isfleet-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("fleet dir");
+        std::fs::write(
+            dir.join("config"),
+            format!("Host *\n  ProxyCommand {proxy}\n  UserKnownHostsFile /dev/null\n"),
+        )
+        .expect("ssh config");
+        SshConfig(dir)
+    }
+
+    /// `ImageServing ARGS` with this configuration.
+    fn run(&self, args: &[&str]) -> Run {
+        let out = run_with_timeout(
+            std::process::Command::new(IMAGESERVING)
+                .args(args)
+                .env_clear()
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("HOME", &self.0)
+                .env("IMAGESERVING_SSH_CONFIG", self.0.join("config")),
+            Duration::from_secs(60),
+        );
+        Run::from(out, format!("ImageServing {}", args.join(" ")))
+    }
 }
 
-fn fleet(dir: &PathBuf, args: &[&str]) -> Run {
-    let out = run_with_timeout(
-        std::process::Command::new(IMAGESERVING)
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", dir)
-            .env("IMAGESERVING_SSH_CONFIG", dir.join("config")),
-        Duration::from_secs(60),
-    );
-    Run::from(out, format!("ImageServing {}", args.join(" ")))
+impl Drop for SshConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Processes whose command line contains `needle`.
@@ -55,9 +66,11 @@ fn processes_with(needle: &str) -> Vec<u32> {
 fn a_host_that_never_answers_is_cut_off_at_its_deadline_with_its_proxy() {
     // A sleep long enough to tell apart, and unique to this test run.
     let marker = format!("29.{}", std::process::id());
-    let dir = ssh_config("hang", &format!("sleep {marker}"));
+    let config = SshConfig::new("hang", &format!("sleep {marker}"));
     let t = Instant::now();
-    let r = fleet(&dir, &["--host", "h1,h2", "--host-timeout", "1", "status"]).code(4);
+    let r = config
+        .run(&["--host", "h1,h2", "--host-timeout", "1", "status"])
+        .code(4);
     let took = t.elapsed();
     for host in ["h1", "h2"] {
         assert!(
@@ -81,24 +94,16 @@ fn a_host_that_never_answers_is_cut_off_at_its_deadline_with_its_proxy() {
     eventually(Duration::from_secs(5), "the hung proxies are gone", || {
         processes_with(&format!("sleep {marker}")).is_empty()
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Regression: a `--host-timeout` too large for the clock panicked.
 #[test]
 fn a_deadline_too_far_to_represent_is_no_deadline() {
-    let dir = ssh_config("far", "false");
-    let r = fleet(
-        &dir,
-        &[
-            "--host",
-            "h1",
-            "--host-timeout",
-            &u64::MAX.to_string(),
-            "status",
-        ],
-    )
-    .code(4);
+    let config = SshConfig::new("far", "false");
+    let far = u64::MAX.to_string();
+    let r = config
+        .run(&["--host", "h1", "--host-timeout", &far, "status"])
+        .code(4);
     assert!(
         r.stdout
             .lines()
@@ -106,5 +111,4 @@ fn a_deadline_too_far_to_represent_is_no_deadline() {
         "{}",
         r.stdout
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
