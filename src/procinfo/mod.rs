@@ -160,31 +160,25 @@ impl ProcReader {
         let Ok(dir) = std::fs::read_dir(&self.root) else {
             return Vec::new();
         };
-        let all: Vec<u32> = dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        let mut children: Vec<(u32, u32)> = Vec::new();
-        for p in all {
+        let mut parent_of: Vec<(u32, u32)> = Vec::new();
+        for p in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()) {
             if let Sample::Value(s) = self.parsed(p, "stat", parse::stat) {
-                children.push((s.ppid, p));
+                parent_of.push((s.ppid, p));
             }
         }
-        let mut found = Vec::new();
-        let mut next = 0;
-        let mut parent = pid;
-        loop {
+        let mut found = vec![pid];
+        let mut i = 0;
+        while let Some(&parent) = found.get(i) {
+            i += 1;
             found.extend(
-                children
+                parent_of
                     .iter()
                     .filter(|(pp, p)| *pp == parent && *p != pid)
                     .map(|(_, p)| *p),
             );
-            let Some(&p) = found.get(next) else {
-                return found;
-            };
-            parent = p;
-            next += 1;
         }
+        found.remove(0);
+        found
     }
 
     /// The cgroup `pid` is in (as systemd's `ControlGroup` names it).

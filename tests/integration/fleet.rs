@@ -1,7 +1,7 @@
 //! Fleet commands whose hosts never answer: the per-host deadline holds, and nothing that ssh
 //! started is left behind. No host is needed: the hosts' `ProxyCommand` never connects.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{eventually, run_with_timeout, Run, IMAGESERVING};
@@ -24,17 +24,24 @@ impl SshConfig {
 
     /// `ImageServing ARGS` with this configuration.
     fn run(&self, args: &[&str]) -> Run {
-        let out = run_with_timeout(
-            std::process::Command::new(IMAGESERVING)
-                .args(args)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .env("HOME", &self.0)
-                .env("IMAGESERVING_SSH_CONFIG", self.0.join("config")),
-            Duration::from_secs(60),
-        );
-        Run::from(out, format!("ImageServing {}", args.join(" ")))
+        run_fleet(&self.0, args, Duration::from_secs(60))
     }
+}
+
+/// `ImageServing ARGS` with `dir` as its home and the ssh configuration `dir/config`, in a
+/// clean environment, killed after `timeout`.
+#[track_caller]
+pub fn run_fleet(dir: &Path, args: &[&str], timeout: Duration) -> Run {
+    let out = run_with_timeout(
+        std::process::Command::new(IMAGESERVING)
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", dir)
+            .env("IMAGESERVING_SSH_CONFIG", dir.join("config")),
+        timeout,
+    );
+    Run::from(out, format!("ImageServing {}", args.join(" ")))
 }
 
 impl Drop for SshConfig {

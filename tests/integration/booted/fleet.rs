@@ -9,7 +9,8 @@ use std::time::Duration;
 use super::machine::{Layout, Machine, IN};
 use super::package::machine;
 use super::upgrade::Client;
-use crate::harness::{run_with_timeout, Run, IMAGESERVING};
+use crate::fleet::run_fleet;
+use crate::harness::{run_with_timeout, Run};
 
 struct Fleet {
     dir: PathBuf,
@@ -87,16 +88,7 @@ impl Fleet {
     /// `ImageServing ARGS` on this machine, with the fleet's ssh configuration.
     #[track_caller]
     fn run(&self, args: &[&str]) -> Run {
-        let out = run_with_timeout(
-            std::process::Command::new(IMAGESERVING)
-                .args(args)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .env("HOME", &self.dir)
-                .env("IMAGESERVING_SSH_CONFIG", self.dir.join("config")),
-            Duration::from_secs(300),
-        );
-        Run::from(out, format!("ImageServing {}", args.join(" ")))
+        run_fleet(&self.dir, args, Duration::from_secs(300))
     }
 }
 
