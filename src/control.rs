@@ -14,7 +14,7 @@ use crate::component::{self, Component, TARGET};
 use crate::error::Error;
 use crate::probe::{self, ProbeSettings};
 use crate::progress::Progress;
-use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState};
+use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState, UnitInfo};
 
 /// How long a call may wait while polkit asks the user for a password.
 const PASSWORD_WAIT: Duration = Duration::from_secs(300);
@@ -58,8 +58,9 @@ pub struct Stack {
     target: OwnedObjectPath,
     /// Supervisor first, then the components.
     services: Vec<StackUnit>,
-    /// The first unit of the stack that is masked, if any.
-    masked: Option<String>,
+    /// The target, then the services, as the manager listed them when the stack was opened:
+    /// their load states say which can be started (not masked, unit file present).
+    loaded: Vec<UnitInfo>,
 }
 
 /// What a command did, for the one line printed on success.
@@ -96,9 +97,10 @@ impl std::fmt::Display for Outcome {
 
 impl Stack {
     /// Connect to `scope`'s manager and load the stack's units (with `ask_password`, polkit may
-    /// ask the user on the terminal, through an agent the caller runs); a missing unit is
-    /// [`Error::NotInstalled`]. A masked one makes `start` and `restart` fail with
-    /// [`Error::Masked`].
+    /// ask the user on the terminal, through an agent the caller runs). With no unit file
+    /// and nothing running, the stack is [`Error::NotInstalled`]. A unit whose file is gone
+    /// ([`Error::NotInstalled`]) or that is masked ([`Error::Masked`]) cannot be started: the
+    /// commands that would start it refuse before they change anything; `stop` stops it.
     pub fn open(scope: Scope, ask_password: bool) -> Result<Stack, Error> {
         let mut mgr = Manager::connect(scope)?;
         if ask_password {
@@ -110,14 +112,16 @@ impl Stack {
         // One call: ListUnitsByNames loads unit files not loaded yet, and reports the ones
         // that do not exist as not-found.
         let infos = mgr.list_units_by_names(&names)?;
-        if let Some(missing) = infos.iter().find(|i| !i.is_installed()) {
+        if infos
+            .iter()
+            .all(|i| !i.is_installed() && i.active_state.is_down())
+        {
             return Err(Error::NotInstalled {
-                unit: missing.name.clone(),
+                unit: TARGET.to_owned(),
                 scope,
             });
         }
-        // A masked unit can still be stopped; start and restart refuse it (`startable`).
-        let masked = infos.iter().find(|i| i.is_masked()).map(|i| i.name.clone());
+        let loaded = infos.clone();
         let mut paths = infos.into_iter().map(|i| i.path);
         let target = paths.next().ok_or_else(|| Error::BadAnswer {
             scope,
@@ -135,19 +139,29 @@ impl Stack {
             mgr,
             target,
             services,
-            masked,
+            loaded,
         })
     }
 
-    /// Whether the units a start or restart needs can be started: a masked one cannot.
-    fn startable(&self) -> Result<(), Error> {
-        match &self.masked {
-            Some(unit) => Err(Error::Masked {
-                unit: unit.clone(),
-                scope: self.mgr.scope(),
-            }),
-            None => Ok(()),
+    /// Whether `units` can be started: a masked one cannot, nor one whose file is gone.
+    /// Checked before anything is changed, so a refused command leaves nothing half-done.
+    fn startable(&self, mut units: impl FnMut(&str) -> bool) -> Result<(), Error> {
+        let scope = self.mgr.scope();
+        for info in self.loaded.iter().filter(|i| units(&i.name)) {
+            if info.is_masked() {
+                return Err(Error::Masked {
+                    unit: info.name.clone(),
+                    scope,
+                });
+            }
+            if !info.is_installed() {
+                return Err(Error::NotInstalled {
+                    unit: info.name.clone(),
+                    scope,
+                });
+            }
         }
+        Ok(())
     }
 
     fn events(&self) -> Result<Events, Error> {
@@ -175,7 +189,7 @@ impl Stack {
 
     /// Start the target and wait until the supervisor reports the stack ready.
     pub fn start(&self, progress: &mut Progress) -> Result<Outcome, Error> {
-        self.startable()?;
+        self.startable(|_| true)?;
         let events = self.events()?;
         self.reset_failed(&self.all_names())?;
         let job = self.mgr.start_unit(TARGET)?;
@@ -185,7 +199,7 @@ impl Stack {
 
     /// Restart every unit of the stack, supervisor included, and wait until ready again.
     pub fn restart(&self, progress: &mut Progress) -> Result<Outcome, Error> {
-        self.startable()?;
+        self.startable(|_| true)?;
         let events = self.events()?;
         self.reset_failed(&self.all_names())?;
         let job = self.mgr.restart_unit(TARGET)?;
@@ -199,9 +213,7 @@ impl Stack {
         component: Component,
         progress: &mut Progress,
     ) -> Result<Outcome, Error> {
-        if self.masked.as_deref() == Some(component.unit()) {
-            self.startable()?;
-        }
+        self.startable(|unit| unit == component.unit())?;
         let unit = self
             .services
             .iter()
@@ -222,7 +234,7 @@ impl Stack {
         let state = self.mgr.service_state(unit.path.as_str())?;
         // A unit that Restart= brings back is waited for as one that came up at once.
         if state.active_state == ActiveState::Active || state.will_retry() {
-            self.wait_serving(std::slice::from_ref(unit), "Restarting", progress)?;
+            self.wait_serving(std::slice::from_ref(unit), "Restarting", None, progress)?;
             let state = self.mgr.service_state(unit.path.as_str())?;
             return Ok(Outcome::ComponentRestarted(component, state.main_pid));
         }
@@ -265,17 +277,18 @@ impl Stack {
         watched: &[StackUnit],
         stale: &mut [bool],
     ) -> Result<Vec<Option<ServiceState>>, Error> {
-        let mut states = vec![None; watched.len()];
-        for (i, unit) in watched.iter().enumerate() {
-            if !stale[i] {
+        let mut states = Vec::with_capacity(watched.len());
+        for (unit, stale) in watched.iter().zip(stale.iter_mut()) {
+            if !*stale {
+                states.push(None);
                 continue;
             }
-            stale[i] = false;
+            *stale = false;
             let state = self.mgr.service_state(unit.path.as_str())?;
             if state.has_failed() {
                 return Err(unit.failure(&state));
             }
-            states[i] = Some(state);
+            states.push(Some(state));
         }
         Ok(states)
     }
@@ -357,17 +370,27 @@ impl Stack {
             .filter(|u| u.component.is_some())
             .cloned()
             .collect();
-        self.wait_serving(&components, verb, progress)
+        // No longer than the supervisor's own ceiling for a start, after which it reports
+        // ready with what does not serve.
+        let ceiling = match watched.iter().find(|u| u.component.is_none()) {
+            Some(sup) => {
+                let env = self.mgr.unit_environment(sup.path.as_str())?;
+                Some(probe::start_timeout(sup.name, &env)?)
+            }
+            None => None,
+        };
+        self.wait_serving(&components, verb, ceiling, progress)
     }
 
     /// Wait until each unit's health probe passes (units without a probe pass once active).
     /// Probes are polled: a port opening sends no signal. A unit that fails meanwhile ends
     /// the wait with its error; one that never answers, after the time the supervisor gives
-    /// it ([`ProbeSettings::serve_deadline`]).
+    /// it ([`ProbeSettings::serve_deadline`]), or the `ceiling` when that is shorter.
     fn wait_serving(
         &self,
         units: &[StackUnit],
         verb: &str,
+        ceiling: Option<Duration>,
         progress: &mut Progress,
     ) -> Result<(), Error> {
         let mut pending = Vec::new();
@@ -379,11 +402,15 @@ impl Stack {
             }
         }
         // As long as the supervisor would give each of them (one setting for both).
-        let allowed = pending
+        let by_probes = pending
             .iter()
             .map(|(_, p, _)| p.serve_deadline())
             .max()
             .unwrap_or_default();
+        let (allowed, limit) = match ceiling {
+            Some(c) if c < by_probes => (c, probe::KEY_START_TIMEOUT),
+            _ => (by_probes, probe::KEY_START_GRACE),
+        };
         let deadline = Instant::now() + allowed;
         loop {
             let probes: Vec<_> = pending
@@ -412,6 +439,7 @@ impl Stack {
                     waiting: waiting.join(", "),
                     several: waiting.len() > 1,
                     after: allowed,
+                    limit,
                 });
             }
             progress.show(&format!(
@@ -424,7 +452,9 @@ impl Stack {
                     return Err(unit.failure(&state));
                 }
                 // Stopped under us (say, by a concurrent `stop`): it will not start serving.
-                if state.active_state.is_down() {
+                // Down with a job pending is on its way back (the supervisor restarting a
+                // hung component, between the stop and the start of its restart job).
+                if state.active_state.is_down() && !state.will_retry() {
                     return Err(Error::StoppedMeanwhile {
                         label: unit.label(),
                         unit: unit.name.to_owned(),
@@ -451,18 +481,23 @@ impl Stack {
             self.ensure_no_processes()?;
             return Ok(Outcome::AlreadyStopped);
         }
-        let job = self.mgr.stop_unit(TARGET)?;
-        // A masked member has lost its PartOf= (its unit file is /dev/null now): the
-        // target's stop does not reach it, so it is stopped by name.
-        for info in before
-            .iter()
-            .filter(|u| u.is_masked() && !u.active_state.is_down())
-        {
+        // The target's stop job, when the target still has its file; without it, the
+        // members are stopped by name below.
+        let job = match before.first() {
+            Some(t) if t.is_installed() && !t.is_masked() => Some(self.mgr.stop_unit(TARGET)?),
+            _ => None,
+        };
+        // A masked member, or one whose unit file is gone, has lost its PartOf= (its unit
+        // file is /dev/null now, or nothing): the target's stop does not reach it, so it is
+        // stopped by name, as `systemctl stop` would.
+        for info in before.iter().skip(1).filter(|u| {
+            (job.is_none() || u.is_masked() || !u.is_installed()) && !u.active_state.is_down()
+        }) {
             self.mgr.stop_unit(&info.name)?;
         }
         // The target's own stop job ends before its members stop (they are ordered after
         // it at stop time), so the wait is on the members' states, not on that job.
-        let mut job_gone = false;
+        let mut job_gone = job.is_none();
         loop {
             let infos = self.mgr.list_units_by_names(&names)?;
             let running: Vec<&str> = infos
@@ -488,7 +523,9 @@ impl Stack {
             }
             progress.show(&format!("Stopping: waiting for {}…", running.join(", ")));
             match events.next_event()? {
-                Event::JobRemoved { job: done, .. } if done == job => job_gone = true,
+                Event::JobRemoved { job: done, .. } if Some(&done) == job.as_ref() => {
+                    job_gone = true;
+                }
                 _ => {}
             }
         }
@@ -513,8 +550,10 @@ impl Stack {
 }
 
 fn mark_stale(watched: &[StackUnit], stale: &mut [bool], path: &OwnedObjectPath) {
-    if let Some(i) = watched.iter().position(|u| &u.path == path) {
-        stale[i] = true;
+    for (unit, stale) in watched.iter().zip(stale.iter_mut()) {
+        if &unit.path == path {
+            *stale = true;
+        }
     }
 }
 

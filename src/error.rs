@@ -61,7 +61,7 @@ pub enum Error {
     },
     /// A component is active but did not answer its probe in the time the supervisor gives
     /// it.
-    #[error("{waiting} {verb} active but not serving after {secs}s (the start grace, {key}, and the probe failures the supervisor allows)", verb = if *.several { "are" } else { "is" }, secs = .after.as_secs(), key = crate::probe::KEY_START_GRACE)]
+    #[error("{waiting} {verb} active but not serving after {secs}s ({why})", verb = if *.several { "are" } else { "is" }, secs = .after.as_secs(), why = if *.limit == crate::probe::KEY_START_TIMEOUT { format!("the supervisor's start timeout, {}", crate::probe::KEY_START_TIMEOUT) } else { format!("the start grace, {}, and the probe failures the supervisor allows", crate::probe::KEY_START_GRACE) })]
     ServeTimeout {
         /// Each component still waited for, with its probe and why it failed.
         waiting: String,
@@ -69,6 +69,9 @@ pub enum Error {
         several: bool,
         /// How long we waited.
         after: std::time::Duration,
+        /// The setting that set the limit ([`crate::probe::KEY_START_GRACE`] or
+        /// [`crate::probe::KEY_START_TIMEOUT`]).
+        limit: &'static str,
     },
     /// A unit went down while we waited for it to come up: another command stopped it.
     #[error("{label} ({unit}) is {state} while {doing} waited for it: another command stopped it")]

@@ -218,19 +218,23 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
         Ok(c) => c,
         Err(e) => return fail(unreachable_code, format!("cannot run ssh: {e}")),
     };
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        kill_tree(&mut child);
+        return fail(unreachable_code, "ssh's output pipes are missing".into());
+    };
     let (tx_out, rx_out) = mpsc::channel();
     let (tx_err, rx_err) = mpsc::channel();
+    // Bytes, not text: a host may answer with anything, and what is not UTF-8 is shown
+    // with replacement characters rather than lost.
     std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        let _ = tx_out.send(s);
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        let _ = tx_out.send(String::from_utf8_lossy(&v).into_owned());
     });
     std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        let _ = tx_err.send(s);
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        let _ = tx_err.send(String::from_utf8_lossy(&v).into_owned());
     });
     // A deadline too far to represent is no deadline.
     let started = Instant::now();
@@ -251,6 +255,39 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
     // ssh's session with our pipes gets a moment, not the deadline again.
     let stdout = rx_out.recv_timeout(PIPE_GRACE).unwrap_or_default();
     let stderr = rx_err.recv_timeout(PIPE_GRACE).unwrap_or_default();
+    match status {
+        None => fail(
+            unreachable_code,
+            format!("no answer within {} s", deadline.as_secs()),
+        ),
+        Some(status) => judge(
+            &host.spec,
+            action,
+            status.code().unwrap_or(unreachable_code),
+            &stdout,
+            &stderr,
+        ),
+    }
+}
+
+/// What a host's answer means: its exit `code` (ssh's own 255 and the shell's 127
+/// included), what it printed on stdout and stderr. A `status` answer must be the document
+/// `status --json` prints; anything else (a line a login script echoed first, an older
+/// version's JSON, an answer cut off) is that host's error, exit 4, never a success.
+pub fn judge(spec: &str, action: Action, code: i32, stdout: &str, stderr: &str) -> HostResult {
+    let unreachable_code = if action.is_status() {
+        exit::PRIVILEGE
+    } else {
+        exit::FAILURE
+    };
+    let fail = |code: i32, error: String| HostResult {
+        host: spec.to_owned(),
+        ok: false,
+        exit_code: code,
+        error: Some(error),
+        status: None,
+        said: String::new(),
+    };
     let last_err = stderr
         .lines()
         .rev()
@@ -258,13 +295,6 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
         .unwrap_or_default()
         .trim()
         .to_owned();
-    let Some(status) = status else {
-        return fail(
-            unreachable_code,
-            format!("no answer within {} s", deadline.as_secs()),
-        );
-    };
-    let code = status.code().unwrap_or(unreachable_code);
     match code {
         255 => {
             let why = if last_err.contains("Permission denied") {
@@ -288,8 +318,22 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
         }
         _ => {}
     }
-    let status_doc = if action.is_status() {
-        serde_json::from_str::<serde_json::Value>(&stdout).ok()
+    let status_doc = if action.is_status() && matches!(code, exit::OK | exit::NOT_RUNNING) {
+        match status_document(stdout) {
+            Ok(doc) => Some(doc),
+            Err(why) => {
+                return fail(
+                    exit::PRIVILEGE,
+                    format!(
+                        "unreadable answer (exit {code}): {why}; it began {:?}",
+                        first_bytes(stdout)
+                    ),
+                )
+            }
+        }
+    } else if action.is_status() {
+        // A failed status prints an error on stderr, and maybe a document with a message.
+        serde_json::from_str::<serde_json::Value>(stdout).ok()
     } else {
         None
     };
@@ -297,9 +341,9 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
         status_doc
             .as_ref()
             .and_then(|d| {
-                d["message"]
-                    .as_str()
-                    .or(d["error"].as_str())
+                d.get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .or_else(|| d.get("error").and_then(serde_json::Value::as_str))
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| {
@@ -311,13 +355,47 @@ fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> Hos
             })
     });
     HostResult {
-        host: host.spec.clone(),
+        host: spec.to_owned(),
         ok: code == 0,
         exit_code: code,
         error,
         status: status_doc.filter(|d| d.get("supervisor").is_some()),
         said: stdout.lines().last().unwrap_or_default().to_owned(),
     }
+}
+
+/// The `status --json` document, checked for what the table and the summary read: an
+/// object with `supervisor.running` and a `components` list whose entries name their
+/// component and state.
+fn status_document(stdout: &str) -> Result<serde_json::Value, String> {
+    let doc: serde_json::Value = serde_json::from_str(stdout.trim())
+        .map_err(|e| format!("not the JSON document of 'status --json' ({e})"))?;
+    let running = doc
+        .get("supervisor")
+        .and_then(|s| s.get("running"))
+        .and_then(serde_json::Value::as_bool);
+    let components = doc.get("components").and_then(serde_json::Value::as_array);
+    match (running, components) {
+        (Some(_), Some(list))
+            if list.iter().all(|c| {
+                c.get("name").and_then(serde_json::Value::as_str).is_some()
+                    && c.get("state").and_then(serde_json::Value::as_str).is_some()
+            }) =>
+        {
+            Ok(doc)
+        }
+        _ => Err("JSON, but not the document of 'status --json' (supervisor.running, components[].name and .state); is ImageServing there another version?".to_owned()),
+    }
+}
+
+/// The first bytes of an answer, for an error message: at most 60 characters, cut on a
+/// character boundary.
+fn first_bytes(text: &str) -> String {
+    let mut out: String = text.chars().take(60).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// How long the output of a finished ssh may take to reach its end.
@@ -373,9 +451,13 @@ pub fn run_all(
                     return;
                 };
                 let r = run_one(host, action, scope, deadline);
-                results
+                if let Some(slot) = results
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_mut(i)
+                {
+                    *slot = Some(r);
+                }
             })
         })
         .collect();
@@ -414,24 +496,35 @@ pub fn rolling_restart(
     serial: usize,
     deadline: Duration,
 ) -> (Vec<HostResult>, Vec<String>) {
-    let mut done = Vec::new();
-    for (i, batch) in hosts.chunks(serial.max(1)).enumerate() {
-        let results = run_all(
+    in_batches(hosts, serial, |batch| {
+        run_all(
             batch,
             Action::Restart(component),
             scope,
             batch.len(),
             deadline,
-        );
+        )
+    })
+}
+
+/// Run `batch` on `serial` hosts at a time until a batch has a failure: the results so far,
+/// and the hosts of the batches not run. The last batch may be partial.
+pub fn in_batches(
+    hosts: &[Host],
+    serial: usize,
+    mut batch: impl FnMut(&[Host]) -> Vec<HostResult>,
+) -> (Vec<HostResult>, Vec<String>) {
+    let mut done = Vec::new();
+    let mut rest = hosts;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(serial.clamp(1, rest.len()));
+        let results = batch(now);
         let failed = results.iter().any(|r| !r.ok);
         done.extend(results);
         if failed {
-            let left = hosts[(i + 1) * serial.max(1)..]
-                .iter()
-                .map(|h| h.spec.clone())
-                .collect();
-            return (done, left);
+            return (done, later.iter().map(|h| h.spec.clone()).collect());
         }
+        rest = later;
     }
     (done, Vec::new())
 }
@@ -499,7 +592,7 @@ pub fn table(results: &[HostResult], action: Action) -> String {
         let components = r
             .status
             .as_ref()
-            .and_then(|s| s["components"].as_array().cloned())
+            .and_then(|s| s.get("components")?.as_array().cloned())
             .unwrap_or_default();
         if !action.is_status() || components.is_empty() {
             let what = if r.ok {
@@ -519,35 +612,36 @@ pub fn table(results: &[HostResult], action: Action) -> String {
             continue;
         }
         for c in components {
-            let n = |k: &str| c[k].as_u64().map_or("-".to_owned(), |v| v.to_string());
+            let text = |k: &str| c.pointer(k).and_then(serde_json::Value::as_str);
+            let number = |k: &str| c.pointer(k).and_then(serde_json::Value::as_u64);
+            let n = |k: &str| number(k).map_or("-".to_owned(), |v| v.to_string());
             rows.push([
                 r.host.clone(),
-                c["name"].as_str().unwrap_or("?").to_owned(),
+                text("/name").unwrap_or("?").to_owned(),
                 format!(
                     "{} ({})",
-                    c["state"].as_str().unwrap_or("?"),
-                    c["sub_state"].as_str().unwrap_or("?")
+                    text("/state").unwrap_or("?"),
+                    text("/sub_state").unwrap_or("?")
                 ),
-                n("pid"),
-                c["uptime_seconds"]
-                    .as_u64()
-                    .map_or("-".into(), crate::status::format_duration),
-                c["memory"]["rss_bytes"]
-                    .as_u64()
-                    .map_or("-".into(), crate::status::format_bytes),
-                n("restarts"),
+                n("/pid"),
+                number("/uptime_seconds").map_or("-".into(), crate::status::format_duration),
+                number("/memory/rss_bytes").map_or("-".into(), crate::status::format_bytes),
+                n("/restarts"),
             ]);
         }
     }
-    let widths: Vec<usize> = (0..7)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
     let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r
             .iter()
-            .enumerate()
-            .map(|(i, cell)| format!("{cell:<w$}", w = widths[i]))
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
@@ -638,5 +732,127 @@ mod tests {
         );
         assert_eq!(exit_code(&results), 4);
         assert_eq!(exit_code(&results[..1]), 0);
+    }
+
+    fn host(i: usize) -> Host {
+        parse_host(&format!("h{i}")).unwrap()
+    }
+
+    fn result(spec: &str, ok: bool) -> HostResult {
+        HostResult {
+            host: spec.into(),
+            ok,
+            exit_code: if ok { 0 } else { 1 },
+            error: (!ok).then(|| "failed".into()),
+            status: None,
+            said: String::new(),
+        }
+    }
+
+    /// Regression: a failing host in the last, partial batch sliced past the end of the
+    /// host list (panic, exit 134, no table).
+    #[test]
+    fn a_failure_in_the_last_partial_batch_names_the_host() {
+        for (n, serial, failing) in [(3, 2, 2), (2, 5, 1), (3, 1, 0), (1, 1, 0)] {
+            let hosts: Vec<Host> = (0..n).map(host).collect();
+            let (done, left) = in_batches(&hosts, serial, |batch| {
+                batch
+                    .iter()
+                    .map(|h| result(&h.spec, h.spec != format!("h{failing}")))
+                    .collect()
+            });
+            let failed: Vec<&str> = done
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| r.host.as_str())
+                .collect();
+            assert_eq!(
+                failed,
+                [format!("h{failing}")],
+                "{n} hosts, serial {serial}"
+            );
+            assert_eq!(done.len() + left.len(), n);
+        }
+    }
+
+    /// Regression: an answer that was not the status document counted as running.
+    #[test]
+    fn an_unreadable_status_answer_is_that_hosts_error() {
+        let good = r#"{"scope":"system","supervisor":{"running":true,"name":"supervisor"},"components":[{"name":"ps","state":"active"}]}"#;
+        let ok = judge("h1", Action::Status(None), 0, good, "");
+        assert!(ok.ok && ok.status.is_some(), "{ok:?}");
+        for bad in [
+            "Welcome to h1\n".to_owned() + good,
+            r#"{"version":1,"stack":"up"}"#.to_owned(),
+            good.get(..40).unwrap().to_owned(),
+            String::new(),
+            "\u{fffd}\u{fffd}".to_owned(),
+        ] {
+            for code in [0, 3] {
+                let r = judge("h1", Action::Status(None), code, &bad, "");
+                assert!(!r.ok, "{bad:?} counted as running");
+                assert_eq!(r.exit_code, 4, "{bad:?}");
+                let why = r.error.unwrap_or_default();
+                assert!(why.contains("unreadable answer"), "{why}");
+            }
+        }
+    }
+
+    fn answer() -> impl proptest::strategy::Strategy<Value = (i32, String)> {
+        use proptest::prelude::*;
+        let good = r#"{"scope":"system","supervisor":{"running":true},"components":[{"name":"ps","state":"active"}]}"#;
+        prop_oneof![
+            Just((0, good.to_owned())),
+            (0..=255i32, any::<String>()),
+            (
+                prop_oneof![Just(0), Just(3)],
+                proptest::collection::vec(any::<u8>(), 0..200)
+            )
+                .prop_map(|(c, b)| (c, String::from_utf8_lossy(&b).into_owned())),
+            (0..good.len())
+                .prop_map(move |cut| (0, good.get(..cut).unwrap_or_default().to_owned())),
+            Just((255, String::new())),
+            Just((127, String::new())),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Host lists × --serial × which hosts fail: every host is either run or listed as
+        /// not restarted, the run stops after the first failing batch, nothing panics.
+        #[test]
+        fn rolling_batches_account_for_every_host(
+            n in 0usize..40,
+            serial in 0usize..50,
+            failing in proptest::collection::vec(proptest::prelude::any::<bool>(), 40),
+        ) {
+            let hosts: Vec<Host> = (0..n).map(host).collect();
+            let mut batches = 0;
+            let (done, left) = in_batches(&hosts, serial, |batch| {
+                batches += 1;
+                batch.iter().map(|h| {
+                    let i: usize = h.spec.trim_start_matches('h').parse().unwrap();
+                    result(&h.spec, !failing[i])
+                }).collect()
+            });
+            proptest::prop_assert_eq!(done.len() + left.len(), n);
+            let first_fail = (0..n).find(|i| failing[*i]);
+            let step = serial.max(1);
+            let expect_done = first_fail.map_or(n, |f| ((f / step) + 1).saturating_mul(step).min(n));
+            proptest::prop_assert_eq!(done.len(), expect_done);
+            proptest::prop_assert!(batches <= n.div_ceil(step));
+        }
+
+        /// Whatever a host answers (exit code, bytes), judging it never panics, and a status
+        /// counted as a success always carries the document.
+        #[test]
+        fn any_answer_is_judged_without_panic((code, out) in answer(), err in proptest::prelude::any::<String>()) {
+            let r = judge("h1", Action::Status(None), code, &out, &err);
+            if r.ok {
+                proptest::prop_assert!(r.status.is_some());
+            }
+            let table = table(std::slice::from_ref(&r), Action::Status(None));
+            proptest::prop_assert!(table.contains("h1"));
+            let _ = judge("h1", Action::Restart(None), code, &out, &err);
+        }
     }
 }

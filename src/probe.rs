@@ -77,6 +77,30 @@ impl ProbeSettings {
     }
 }
 
+/// The supervisor's ceiling for a start of the stack, in whole seconds: after it the
+/// supervisor reports ready with what does not serve, and `start` fails naming it.
+pub const KEY_START_TIMEOUT: &str = "IMAGESERVING_START_TIMEOUT_SEC";
+/// [`KEY_START_TIMEOUT`] when unset.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// [`KEY_START_TIMEOUT`] from the supervisor unit's `Environment=` entries (`KEY=VALUE`).
+pub fn start_timeout(unit: &str, env: &[String]) -> Result<Duration, SettingError> {
+    let prefix = format!("{KEY_START_TIMEOUT}=");
+    let Some(v) = env.iter().rev().find_map(|kv| kv.strip_prefix(&prefix)) else {
+        return Ok(DEFAULT_START_TIMEOUT);
+    };
+    v.parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| SettingError {
+            unit: unit.to_owned(),
+            key: KEY_START_TIMEOUT,
+            value: v.to_owned(),
+            why: "expected whole seconds above 0".to_owned(),
+        })
+}
+
 /// A setting that cannot be used, with the unit and the key to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{unit}: bad setting {key}={value:?}: {why} (fix it with 'systemctl edit {unit}')")]
@@ -264,10 +288,12 @@ pub fn check_all_timed(probes: &[(Target, Duration)]) -> Vec<(Result<(), String>
     for (i, (target, timeout)) in probes.iter().enumerate() {
         if PENDING.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
             PENDING.fetch_sub(1, Ordering::SeqCst);
-            results[i] = Some((
-                Err("earlier probes are still waiting for an answer".into()),
-                Duration::ZERO,
-            ));
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some((
+                    Err("earlier probes are still waiting for an answer".into()),
+                    Duration::ZERO,
+                ));
+            }
             continue;
         }
         let (tx, target, timeout) = (tx.clone(), target.clone(), *timeout);
@@ -282,10 +308,12 @@ pub fn check_all_timed(probes: &[(Target, Duration)]) -> Vec<(Result<(), String>
             });
         if let Err(e) = spawned {
             PENDING.fetch_sub(1, Ordering::SeqCst);
-            results[i] = Some((
-                Err(format!("cannot start a probe thread: {e}")),
-                Duration::ZERO,
-            ));
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some((
+                    Err(format!("cannot start a probe thread: {e}")),
+                    Duration::ZERO,
+                ));
+            }
         }
     }
     drop(tx);
@@ -293,7 +321,11 @@ pub fn check_all_timed(probes: &[(Target, Duration)]) -> Vec<(Result<(), String>
     while results.iter().any(Option::is_none) {
         let left = limit.saturating_sub(start.elapsed());
         match rx.recv_timeout(left) {
-            Ok((i, r)) => results[i] = Some(r),
+            Ok((i, r)) => {
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r);
+                }
+            }
             Err(_) => break,
         }
     }
@@ -339,7 +371,10 @@ pub fn check(target: &Target, timeout: Duration) -> Result<(), String> {
             let mut buf = [0u8; 64];
             let mut len = 0;
             while len < 12 {
-                match stream.read(&mut buf[len..]) {
+                let Some(free) = buf.get_mut(len..) else {
+                    break;
+                };
+                match stream.read(free) {
                     Ok(0) => break,
                     Ok(n) => len += n,
                     Err(e)
@@ -351,7 +386,7 @@ pub fn check(target: &Target, timeout: Duration) -> Result<(), String> {
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            let status = parse_status_line(&buf[..len])?;
+            let status = parse_status_line(buf.get(..len).unwrap_or_default())?;
             if (200..300).contains(&status) {
                 Ok(())
             } else {

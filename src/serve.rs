@@ -59,7 +59,8 @@ pub fn parse_head(head: &[u8]) -> Result<Asked, Refusal> {
         .position(|w| w == b"\r\n")
         .or_else(|| head.iter().position(|b| *b == b'\n'))
         .ok_or(Refusal::BadRequest)?;
-    let line = std::str::from_utf8(&head[..line_end]).map_err(|_| Refusal::BadRequest)?;
+    let line = std::str::from_utf8(head.get(..line_end).unwrap_or_default())
+        .map_err(|_| Refusal::BadRequest)?;
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -92,7 +93,7 @@ fn read_head(input: &mut impl Read) -> Result<Vec<u8>, Refusal> {
         if n == 0 {
             return Ok(head);
         }
-        head.extend_from_slice(&buf[..n]);
+        head.extend_from_slice(buf.get(..n).unwrap_or_default());
         if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
             return Ok(head);
         }

@@ -131,8 +131,8 @@ fn main() {
 fn hold(mib: usize) -> Vec<u8> {
     let mut v = vec![0u8; mib * 1024 * 1024];
     // Touch every page so the memory is resident, not just reserved.
-    for i in (0..v.len()).step_by(4096) {
-        v[i] = 1;
+    for byte in v.iter_mut().step_by(4096) {
+        *byte = 1;
     }
     v
 }

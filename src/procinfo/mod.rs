@@ -312,7 +312,7 @@ fn read_into(path: &Path, buf: &mut Vec<u8>, records: Records) -> std::io::Resul
         match f.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
+                buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 if records == Records::One && n < chunk.len() {
                     return Ok(());
                 }
@@ -343,9 +343,10 @@ fn first_that<'a, T>(
     let start = last.get().min(candidates.len().saturating_sub(1));
     let order = (start..candidates.len()).chain(0..start);
     for i in order {
-        if read(&candidates[i]) {
+        let candidate = candidates.get(i)?;
+        if read(candidate) {
             last.set(i);
-            return Some(&candidates[i]);
+            return Some(candidate);
         }
     }
     None

@@ -48,7 +48,8 @@ pub fn stat(bytes: &[u8]) -> Result<StatFields, ParseError> {
     if close < open {
         return Err(err("stat", "')' before '('"));
     }
-    let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|e| err("stat", e))?;
+    let rest = std::str::from_utf8(bytes.get(close + 1..).unwrap_or_default())
+        .map_err(|e| err("stat", e))?;
     let mut fields = rest.split_ascii_whitespace();
     let state = fields
         .next()

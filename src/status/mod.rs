@@ -89,6 +89,9 @@ pub struct UnitStatus {
     pub state: &'static str,
     /// `running`, `auto-restart`, ...
     pub sub_state: String,
+    /// systemd's `LoadState`: `loaded`; `not-found` when its unit file is gone (it still
+    /// runs); `masked`.
+    pub load_state: String,
     /// systemd's `Result` of the last run.
     pub result: String,
     /// Main PID, absent when none.
@@ -204,14 +207,20 @@ fn collect_with(
     let props = if req.systemd_uptime {
         &PROPS[..]
     } else {
-        &PROPS[..PROPS.len() - 1]
+        PROPS.get(..PROPS.len() - 1).unwrap_or_default()
     };
     let (infos, values) = mgr.units_with_properties(&names, props)?;
-    if let Some(missing) = infos.iter().find(|i| !i.is_installed()) {
-        return Err(Error::NotInstalled {
-            unit: missing.name.clone(),
-            scope: mgr.scope(),
-        });
+    // Not installed: no unit file and nothing running, for every unit asked for. Any other
+    // member is shown; one whose file was removed while it runs (`not-found`, active) says
+    // so on its row.
+    let absent = |i: &crate::systemd::UnitInfo| !i.is_installed() && i.active_state.is_down();
+    if infos.iter().all(absent) {
+        if let Some(missing) = infos.first() {
+            return Err(Error::NotInstalled {
+                unit: missing.name.clone(),
+                scope: mgr.scope(),
+            });
+        }
     }
     let scope = match mgr.scope() {
         Scope::System => "system",
@@ -234,11 +243,16 @@ fn collect_with(
                     unit: SUPERVISOR,
                     state: sup_info.active_state.as_str(),
                     sub_state: sup_info.sub_state.clone(),
+                    load_state: sup_info.load_state.clone(),
                     result: String::new(),
                     pid: None,
                     uptime_seconds: None,
                     systemd_uptime_seconds: None,
-                    memory: Memory { rss_bytes: 0, pss_bytes: None, cgroup_bytes: None },
+                    memory: Memory {
+                        rss_bytes: 0,
+                        pss_bytes: None,
+                        cgroup_bytes: None,
+                    },
                     processes: 0,
                     unreadable_processes: 0,
                     restarts: 0,
@@ -247,11 +261,18 @@ fn collect_with(
                 },
             },
             components: Vec::new(),
-            message: Some(format!(
-                "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
-                describe_state(sup_info.active_state, &sup_info.sub_state),
-                mgr.scope().flag()
-            )),
+            message: Some(if sup_info.is_installed() {
+                format!(
+                    "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
+                    describe_state(sup_info.active_state, &sup_info.sub_state),
+                    mgr.scope().flag()
+                )
+            } else {
+                format!(
+                    "The Server Supervisor is not running and its unit file {SUPERVISOR} is missing: reinstall the imageserving package (or run 'packaging/install.sh{}').",
+                    mgr.scope().flag()
+                )
+            }),
         });
     }
     // Why a unit is not running is worth a second round trip; on the hot path all run.
@@ -281,18 +302,17 @@ fn collect_with(
         boot: procs.boot_clock(),
     };
     let mut rows = Vec::with_capacity(infos.len());
-    for (i, info) in infos.iter().enumerate() {
+    let members = std::iter::once(None).chain(components.iter().copied().map(Some));
+    for (info, member) in infos.iter().zip(members) {
         let mut vals: Vec<Option<OwnedValue>> = values.by_ref().take(props.len()).collect();
         // What was not asked for is unknown.
         vals.resize_with(PROPS.len(), || None);
         if !running(info) {
             vals.push(results.next().flatten());
         }
-        let (name, title, unit) = if i == 0 {
-            ("supervisor", "Server Supervisor", SUPERVISOR)
-        } else {
-            let c = components[i - 1];
-            (c.short_name(), c.title(), c.unit())
+        let (name, title, unit) = match member {
+            None => ("supervisor", "Server Supervisor", SUPERVISOR),
+            Some(c) => (c.short_name(), c.title(), c.unit()),
         };
         let ctx = UnitContext {
             name,
@@ -300,6 +320,7 @@ fn collect_with(
             unit,
             active: info.active_state,
             sub_state: &info.sub_state,
+            load_state: &info.load_state,
         };
         rows.push(collect_unit(&ctx, &vals, now, req.pss, procs, cgroups, mgr));
     }
@@ -335,6 +356,7 @@ struct UnitContext<'a> {
     unit: &'static str,
     active: ActiveState,
     sub_state: &'a str,
+    load_state: &'a str,
 }
 
 /// What procfs and the cgroup file system say of a unit.
@@ -456,6 +478,7 @@ fn collect_unit(
         unit: ctx.unit,
         state: ctx.active.as_str(),
         sub_state: ctx.sub_state.to_owned(),
+        load_state: ctx.load_state.to_owned(),
         result,
         pid: main_pid,
         uptime_seconds,

@@ -46,7 +46,7 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    format!("{v:.1} {}", UNITS[unit])
+    format!("{v:.1} {}", UNITS.get(unit).copied().unwrap_or_default())
 }
 
 fn paint(style: Style, code: &str, text: &str) -> String {
@@ -58,6 +58,15 @@ fn paint(style: Style, code: &str, text: &str) -> String {
 }
 
 fn state_text(u: &UnitStatus) -> String {
+    let text = state_only(u);
+    match u.load_state.as_str() {
+        "not-found" => format!("{text}, unit file missing"),
+        "masked" => format!("{text}, masked"),
+        _ => text,
+    }
+}
+
+fn state_only(u: &UnitStatus) -> String {
     if u.given_up {
         format!(
             "failed ({}), gave up after {} restarts",

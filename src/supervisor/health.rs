@@ -116,6 +116,13 @@ impl Health {
         self.given_up
     }
 
+    /// Whether its current process has had all the time the supervisor gives a start
+    /// ([`ProbeSettings::serve_deadline`]) without answering once: the start phase stops
+    /// waiting for it, and the failures it goes on having count.
+    pub fn overdue(&self, now: Instant) -> bool {
+        !self.proven && now >= self.started + self.settings.serve_deadline()
+    }
+
     /// When the next probe is due.
     pub fn next_probe(&self) -> Instant {
         self.next_probe

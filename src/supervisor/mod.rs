@@ -5,6 +5,12 @@
 //! Threads: one forwards D-Bus unit signals, one forwards SIGTERM/SIGINT; the main loop owns
 //! all state and wakes on those messages or on its next probe or watchdog deadline. The
 //! watchdog is pinged from the main loop only, so a stuck loop is a missed ping.
+//!
+//! What the supervisor does not wait for: a component that is down with no job pending,
+//! because the operator stopped it (`inactive`) or systemd gave up on it (`failed`); and one
+//! that has had its whole start allowance without answering (it is restarted as a hung one
+//! is). A lost bus connection (dbus-daemon restarted) is not a crash: the supervisor connects
+//! again, subscribes again, re-reads every state and goes on watching.
 
 mod health;
 mod log;
@@ -15,7 +21,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 use zbus::zvariant::OwnedObjectPath;
 
-use crate::component::Component;
+use crate::component::{Component, SUPERVISOR};
 use crate::probe::{self, ProbeSettings, SettingError};
 use crate::procinfo::{ProcReader, Sample};
 use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
@@ -24,8 +30,6 @@ use log::Priority;
 
 /// How often probes run while the stack is starting.
 const START_POLL: Duration = Duration::from_millis(50);
-/// Default ceiling for a start that keeps progressing past `TimeoutStartSec=`.
-const DEFAULT_START_LIMIT: Duration = Duration::from_secs(600);
 /// The longest one call to the manager may take: a stalled manager stops the supervisor's
 /// loop for no longer than this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,14 +41,10 @@ enum SupervisorError {
     Systemd(#[from] SystemdError),
     #[error(transparent)]
     Setting(#[from] SettingError),
-    #[error("bad setting in the supervisor's environment: {0}")]
-    OwnSetting(String),
     #[error("lost the bus connection: {0}")]
     BusLost(String),
     #[error("cannot handle signals: {0}")]
     Signals(String),
-    #[error("the stack did not become ready within {0:?}: {1}")]
-    StartTimeout(Duration, String),
 }
 
 impl SupervisorError {
@@ -52,7 +52,7 @@ impl SupervisorError {
     /// 1 for everything else.
     fn exit_code(&self) -> i32 {
         match self {
-            SupervisorError::Setting(_) | SupervisorError::OwnSetting(_) => 78,
+            SupervisorError::Setting(_) => 78,
             _ => 1,
         }
     }
@@ -73,6 +73,8 @@ struct Watched {
     state: ActiveState,
     sub_state: String,
     main_pid: u32,
+    /// The id of the job pending for its unit, 0 when none.
+    job_id: u32,
     /// `None` for a component without a probe: it serves when its unit is active.
     health: Option<Health>,
 }
@@ -87,6 +89,33 @@ impl Watched {
 
     fn settings(&self) -> Option<&ProbeSettings> {
         self.health.as_ref().map(Health::settings)
+    }
+
+    /// Down with no job pending that would bring it up: the operator stopped it (`inactive`)
+    /// or systemd gave up on it (`failed`). Nothing will change unless someone acts, so the
+    /// supervisor does not wait for it, and does not start it either: that is the operator's
+    /// call (`ImageServing start`, `restart NAME`). It is taken up again once it is active.
+    fn settled_down(&self) -> bool {
+        self.state.is_down() && self.job_id == 0
+    }
+
+    /// Why it does not serve, for `STATUS=` once the stack runs.
+    fn problem(&self) -> String {
+        if self.settled_down() && self.state == ActiveState::Failed {
+            format!(
+                "{} failed, given up by systemd (reset with 'ImageServing start')",
+                self.component
+            )
+        } else if self.settled_down() {
+            format!(
+                "{} stopped (not started by the supervisor; 'ImageServing start' starts it)",
+                self.component
+            )
+        } else if self.health.as_ref().is_some_and(Health::given_up) {
+            format!("{} given up (restart refused)", self.component)
+        } else {
+            self.describe_wait()
+        }
     }
 
     fn describe_wait(&self) -> String {
@@ -165,7 +194,10 @@ fn notify(states: &[NotifyState<'_>]) {
 
 struct Supervisor {
     mgr: Manager,
+    scope: Scope,
     watched: Vec<Watched>,
+    /// Where the signal readers send; kept to subscribe again after a reconnect.
+    tx: Sender<Msg>,
     rx: Receiver<Msg>,
     /// How often to ping the watchdog (a quarter of its period).
     watchdog: Option<Duration>,
@@ -178,19 +210,10 @@ struct Supervisor {
 
 impl Supervisor {
     fn new(scope: Scope) -> Result<Supervisor, SupervisorError> {
-        let start_limit = match std::env::var("IMAGESERVING_START_TIMEOUT_SEC") {
-            Err(_) => DEFAULT_START_LIMIT,
-            Ok(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s > 0)
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    SupervisorError::OwnSetting(format!(
-                        "IMAGESERVING_START_TIMEOUT_SEC={v:?}: expected whole seconds above 0"
-                    ))
-                })?,
-        };
+        let own: Vec<String> = std::env::var(probe::KEY_START_TIMEOUT)
+            .map(|v| vec![format!("{}={v}", probe::KEY_START_TIMEOUT)])
+            .unwrap_or_default();
+        let start_limit = probe::start_timeout(SUPERVISOR, &own)?;
         let mgr = Manager::connect_within(scope, scope.bus_address(), CALL_TIMEOUT)?;
         let now = Instant::now();
         let mut watched = Vec::new();
@@ -204,22 +227,14 @@ impl Supervisor {
                 state: ActiveState::Inactive,
                 sub_state: String::new(),
                 main_pid: 0,
+                job_id: 0,
                 health: probe.map(|p| Health::new(p, now)),
             });
         }
         let (tx, rx) = mpsc::channel();
         let paths: Vec<&str> = watched.iter().map(|w| w.path.as_str()).collect();
-        let events_tx = tx.clone();
-        mgr.watch(&paths, move |event| {
-            let msg = match event {
-                Ok(Event::UnitChanged { path }) => Msg::Unit(path),
-                Ok(Event::Reloaded) => Msg::Reloaded,
-                Ok(Event::JobRemoved { .. }) => return true,
-                Err(e) => Msg::BusLost(e.to_string()),
-            };
-            events_tx.send(msg).is_ok()
-        })?;
-        spawn_signal_thread(tx)?;
+        subscribe(&mgr, &paths, &tx)?;
+        spawn_signal_thread(tx.clone())?;
         let mut usec = 0;
         let watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
@@ -234,7 +249,9 @@ impl Supervisor {
         let watchdog = watchdog.map(|period| period / 4);
         Ok(Supervisor {
             mgr,
+            scope,
             watched,
+            tx,
             rx,
             watchdog,
             watchdog_period,
@@ -269,12 +286,32 @@ impl Supervisor {
                 );
             }
             let restarted = s.main_pid != w.main_pid;
+            // A process the supervisor sees for the first time may have been running long
+            // before (the supervisor itself restarted): its start grace counts from when it
+            // started, so a hung component is not taken for one that is starting.
+            let now = Instant::now();
+            let process_started = s
+                .main_process_age()
+                .and_then(|age| now.checked_sub(age))
+                .unwrap_or(now);
+            let was_down = w.settled_down();
             w.state = s.active_state;
             w.sub_state = s.sub_state;
             w.main_pid = s.main_pid;
+            w.job_id = s.job_id;
+            if w.settled_down() && !was_down && w.state == ActiveState::Inactive {
+                log::log(
+                    Priority::Notice,
+                    &format!(
+                        "{} ({}) was stopped; not watching it until it is started again",
+                        w.component,
+                        w.component.unit()
+                    ),
+                );
+            }
             if w.state != ActiveState::Active || restarted {
                 if let Some(h) = &mut w.health {
-                    h.process_started(Instant::now());
+                    h.process_started(process_started);
                 }
             }
         }
@@ -290,29 +327,29 @@ impl Supervisor {
         let started = Instant::now();
         let mut next_extend = Instant::now();
         let mut next_ping = Instant::now();
-        // Phase 1: until everything serves that systemd has not given up on. A component
-        // in the failed state (its start limit hit) is reported (STATUS=, the journal) and
-        // not waited for: exiting instead would make systemd restart the supervisor in a
-        // loop while nothing watches the healthy components. It is not retried either:
-        // systemd already gave it its restarts; the operator decides ('ImageServing start'
-        // or 'restart NAME'), and the supervisor takes it up again once it is active.
+        // Phase 1: until everything serves that is coming up. A component that is down
+        // with no job pending (stopped by the operator, or given up by systemd at its start
+        // limit) is reported (STATUS=, the journal) and not waited for: waiting, or exiting,
+        // would make systemd restart the supervisor in a loop (and a package upgrade's
+        // try-restart wait for it) while nothing watches the healthy components. It is not
+        // started either: the operator decides ('ImageServing start' or 'restart NAME'),
+        // and the supervisor takes it up again once it is active.
+        let starting = |w: &Watched| {
+            w.state == ActiveState::Active && w.health.as_ref().is_some_and(|h| !h.serving())
+        };
         loop {
-            let starting: Vec<usize> = (0..self.watched.len())
-                .filter(|i| {
-                    let w = &self.watched[*i];
-                    w.state == ActiveState::Active
-                        && w.health.as_ref().is_some_and(|h| !h.serving())
-                })
+            let probes: Vec<_> = self
+                .watched
+                .iter()
+                .filter(|w| starting(w))
+                .filter_map(Watched::settings)
+                .map(|p| (p.target.clone(), p.timeout))
                 .collect();
-            let outcomes = probe::check_all(
-                &starting
-                    .iter()
-                    .filter_map(|i| self.watched[*i].settings())
-                    .map(|p| (p.target.clone(), p.timeout))
-                    .collect::<Vec<_>>(),
-            );
-            for (i, outcome) in starting.into_iter().zip(outcomes) {
-                let w = &mut self.watched[i];
+            let mut outcomes = probe::check_all(&probes).into_iter();
+            for w in self.watched.iter_mut().filter(|w| starting(w)) {
+                let Some(outcome) = outcomes.next() else {
+                    break;
+                };
                 if let Some(h) = &mut w.health {
                     if h.probed_while_starting(outcome) {
                         log::log(
@@ -326,7 +363,11 @@ impl Supervisor {
             let waiting: Vec<String> = self
                 .watched
                 .iter()
-                .filter(|w| !w.serving() && w.state != ActiveState::Failed)
+                .filter(|w| {
+                    !w.serving()
+                        && !w.settled_down()
+                        && !w.health.as_ref().is_some_and(|h| h.overdue(now))
+                })
                 .map(Watched::describe_wait)
                 .collect();
             if waiting.is_empty() {
@@ -335,7 +376,19 @@ impl Supervisor {
             let status = format!("starting: waiting for {}", waiting.join(", "));
             self.set_status(status.clone());
             if now.duration_since(started) >= self.start_limit {
-                return Err(SupervisorError::StartTimeout(self.start_limit, status));
+                // Exiting would make systemd restart the supervisor into the same wait, in
+                // a loop, while nothing watches the components that do serve. Report ready
+                // instead and watch: what still does not answer is restarted as a hung
+                // component is, and the summary says what does not serve.
+                log::log(
+                    Priority::Err,
+                    &format!(
+                        "the stack did not become ready within {}s ({}); watching it as it is",
+                        self.start_limit.as_secs(),
+                        waiting.join(", ")
+                    ),
+                );
+                break;
             }
             if now >= next_extend {
                 // Keep systemd's start timeout at least 10 s ahead while we keep making
@@ -370,29 +423,104 @@ impl Supervisor {
         self.monitor()
     }
 
-    /// Wait for a message or `timeout`; handle it. Returns `true` on a request to terminate.
+    /// Wait for a message or `timeout`; handle it and what else is queued, so that a burst
+    /// costs one pass. A lost bus connection is reconnected here. Returns `true` on a request
+    /// to terminate.
     fn wait(&mut self, timeout: Duration) -> Result<bool, SupervisorError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(first @ (Msg::Unit(_) | Msg::Reloaded)) => {
-                // Handle it and what else is queued, so that a burst costs one pass.
-                let mut next = Some(first);
-                while let Some(msg) = next.take().or_else(|| self.rx.try_recv().ok()) {
-                    match msg {
-                        Msg::Unit(p) => self.refresh(Some(&p))?,
-                        Msg::Reloaded => self.reload_settings()?,
-                        Msg::Terminate => return Ok(self.terminate()),
-                        Msg::BusLost(e) => return Err(SupervisorError::BusLost(e)),
-                    }
-                }
-                Ok(false)
-            }
-            Ok(Msg::Terminate) => Ok(self.terminate()),
-            Ok(Msg::BusLost(e)) => Err(SupervisorError::BusLost(e)),
-            Err(RecvTimeoutError::Timeout) => Ok(false),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(SupervisorError::BusLost("event threads ended".into()))
+        let first = match self.rx.recv_timeout(timeout) {
+            Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) => return Ok(false),
+            // `self.tx` is a sender: the channel cannot close while we hold it.
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        };
+        let mut next = Some(first);
+        while let Some(msg) = next.take().or_else(|| self.rx.try_recv().ok()) {
+            let handled = match msg {
+                Msg::Unit(p) => self.refresh(Some(&p)),
+                Msg::Reloaded => self.reload_settings(),
+                Msg::Terminate => return Ok(self.terminate()),
+                Msg::BusLost(e) => Err(SupervisorError::BusLost(e)),
+            };
+            let lost = match handled {
+                Ok(()) => continue,
+                Err(SupervisorError::BusLost(e)) => e,
+                Err(SupervisorError::Systemd(e)) if e.is_connection_lost() => e.to_string(),
+                Err(e) => return Err(e),
+            };
+            if self.reconnect(&lost) {
+                return Ok(true);
             }
         }
+        Ok(false)
+    }
+
+    /// The bus connection is gone (dbus-daemon or the manager restarted): connect again,
+    /// subscribe again and re-read every state and setting, as often as it takes, with a
+    /// back-off from 0.1 to 5 s. Probes pause meanwhile (no restart could be asked for);
+    /// the watchdog is pinged (sd_notify does not go through the bus), so a bus restart is
+    /// never a supervisor restart. Returns `true` on a request to terminate.
+    fn reconnect(&mut self, why: &str) -> bool {
+        log::log(
+            Priority::Warning,
+            &format!("lost the bus connection ({why}); reconnecting"),
+        );
+        self.set_status(format!("reconnecting to the bus: {why}"));
+        let since = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        let mut attempts = 0u32;
+        loop {
+            // Stale messages of the old connection are dropped; a SIGTERM is not.
+            let until = Instant::now() + pause;
+            while let Ok(msg) = self
+                .rx
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                if matches!(msg, Msg::Terminate) {
+                    return self.terminate();
+                }
+            }
+            if self.watchdog.is_some() {
+                notify(&[NotifyState::Watchdog]);
+            }
+            attempts += 1;
+            match self.attach() {
+                Ok(()) => {
+                    log::log(
+                        Priority::Notice,
+                        &format!(
+                            "reconnected to the bus after {:.1}s ({attempts} attempts)",
+                            since.elapsed().as_secs_f64()
+                        ),
+                    );
+                    return false;
+                }
+                // One line for the first failure and then one a minute or so, not one per try.
+                Err(e) if attempts == 1 || attempts.is_multiple_of(12) => log::log(
+                    Priority::Warning,
+                    &format!("cannot reconnect to the bus yet (attempt {attempts}): {e}"),
+                ),
+                Err(_) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// A new connection, with the units loaded, the signals subscribed and every state and
+    /// probe setting read again; it replaces the old one only when all of that worked.
+    fn attach(&mut self) -> Result<(), SupervisorError> {
+        let mgr = Manager::connect_within(self.scope, self.scope.bus_address(), CALL_TIMEOUT)?;
+        let mut paths = Vec::with_capacity(self.watched.len());
+        for w in &self.watched {
+            paths.push(mgr.load_unit(w.component.unit())?);
+        }
+        let strs: Vec<&str> = paths.iter().map(|p| p.as_str()).collect();
+        subscribe(&mgr, &strs, &self.tx)?;
+        self.mgr = mgr;
+        for (w, path) in self.watched.iter_mut().zip(paths) {
+            w.path = path;
+        }
+        self.refresh(None)?;
+        self.reload_settings()
     }
 
     /// After a `daemon-reload`, take up the components' probe settings as they are now
@@ -400,19 +528,16 @@ impl Supervisor {
     /// bad is logged and the old settings kept: a running supervisor does not stop watching
     /// over a typo; at its next start the bad setting stops it (exit 78), as always.
     fn reload_settings(&mut self) -> Result<(), SupervisorError> {
-        for i in 0..self.watched.len() {
-            let (unit, path) = (
-                self.watched[i].component.unit(),
-                self.watched[i].path.clone(),
-            );
-            let env = self.mgr.unit_environment(path.as_str())?;
+        let watchdog_period = self.watchdog_period;
+        for w in &mut self.watched {
+            let unit = w.component.unit();
+            let env = self.mgr.unit_environment(w.path.as_str())?;
             let checked = ProbeSettings::from_environment(unit, &env).and_then(|p| {
-                if let Some(period) = self.watchdog_period {
+                if let Some(period) = watchdog_period {
                     check_probe_fits_watchdog(unit, p.as_ref(), period)?;
                 }
                 Ok(p)
             });
-            let w = &mut self.watched[i];
             match checked {
                 Ok(probe) if probe.as_ref() != w.settings() => {
                     log::log(
@@ -521,7 +646,9 @@ impl Supervisor {
     /// Act on one probe's outcome as [`Health`] decides: log, and restart the component
     /// through systemd when its failures reach the limit and the back-off allows.
     fn apply(&mut self, i: usize, now: Instant, outcome: Result<(), String>) {
-        let w = &mut self.watched[i];
+        let Some(w) = self.watched.get_mut(i) else {
+            return;
+        };
         let Some(h) = &mut w.health else {
             return;
         };
@@ -553,6 +680,12 @@ impl Supervisor {
                         );
                         h.restarted(now);
                     }
+                    // The bus went away under the call: the reconnect follows, and the
+                    // failures still count, so the restart is asked for again then.
+                    Err(e) if e.is_connection_lost() => log::log(
+                        Priority::Warning,
+                        &format!("cannot restart {unit} now: {e}"),
+                    ),
                     Err(e) => {
                         if h.restart_refused(now) {
                             log::log(
@@ -581,18 +714,7 @@ impl Supervisor {
             .watched
             .iter()
             .filter(|w| !w.serving())
-            .map(|w| {
-                if w.state == ActiveState::Failed {
-                    format!(
-                        "{} failed, given up by systemd (reset with 'ImageServing start')",
-                        w.component
-                    )
-                } else if w.health.as_ref().is_some_and(Health::given_up) {
-                    format!("{} given up (restart refused)", w.component)
-                } else {
-                    w.describe_wait()
-                }
-            })
+            .map(Watched::problem)
             .collect();
         format!(
             "{serving}/{total} components serving; {}",
@@ -622,6 +744,21 @@ fn check_probe_fits_watchdog(
         }),
         _ => Ok(()),
     }
+}
+
+/// Forward the manager's signals about `paths` to the main loop, until the connection ends
+/// (then a [`Msg::BusLost`] is the last message).
+fn subscribe(mgr: &Manager, paths: &[&str], tx: &Sender<Msg>) -> Result<(), SystemdError> {
+    let tx = tx.clone();
+    mgr.watch(paths, move |event| {
+        let msg = match event {
+            Ok(Event::UnitChanged { path }) => Msg::Unit(path),
+            Ok(Event::Reloaded) => Msg::Reloaded,
+            Ok(Event::JobRemoved { .. }) => return true,
+            Err(e) => Msg::BusLost(e.to_string()),
+        };
+        tx.send(msg).is_ok()
+    })
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {

@@ -100,6 +100,14 @@ impl SystemdError {
                         .to_owned(),
                 )
             }
+            // The connection broke under the call (dbus-daemon went away).
+            zbus::Error::InputOutput(e) => {
+                return SystemdError::Unreachable {
+                    scope,
+                    address: scope.bus_address(),
+                    reason: format!("the bus connection broke during {method}: {e}"),
+                }
+            }
             other => {
                 return SystemdError::Call {
                     scope,
@@ -129,6 +137,15 @@ impl SystemdError {
                 detail: if detail.is_empty() { name } else { detail },
             },
         }
+    }
+
+    /// Whether the call failed because the bus or the manager is gone or stalled, rather than
+    /// because the manager said no: worth reconnecting, not worth reporting as a refusal.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            SystemdError::Unreachable { .. } | SystemdError::NoAnswer { .. }
+        )
     }
 
     /// Whether a failed property read means the whole read is pointless (no access, no bus)

@@ -461,8 +461,11 @@ impl Manager {
                 continue;
             };
             pending -= 1;
-            let method = calls[idx].1;
-            out[idx] = Some(match header.message_type() {
+            let (Some((_, method)), Some(slot)) = (calls.get(idx), out.get_mut(idx)) else {
+                continue;
+            };
+            let method = *method;
+            *slot = Some(match header.message_type() {
                 MessageType::MethodReturn => Ok(msg.clone()),
                 _ => {
                     let mapped =

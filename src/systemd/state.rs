@@ -201,13 +201,15 @@ pub struct ServiceState {
     pub restarts: u32,
     /// The id of the job pending for the unit, 0 when none.
     pub job_id: u32,
+    /// When the main process started, on `CLOCK_MONOTONIC` (µs); 0 when unknown.
+    pub main_started_monotonic_us: u64,
 }
 
 type ExecCommand = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
 
 impl ServiceState {
     /// The properties [`ServiceState::from_values`] expects, in order.
-    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 10] = [
+    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 11] = [
         (PropertyInterface::Unit, "Job"),
         (PropertyInterface::Unit, "ActiveState"),
         (PropertyInterface::Unit, "SubState"),
@@ -218,6 +220,10 @@ impl ServiceState {
         (PropertyInterface::Service, "StatusText"),
         (PropertyInterface::Service, "ExecStart"),
         (PropertyInterface::Service, "NRestarts"),
+        (
+            PropertyInterface::Service,
+            "ExecMainStartTimestampMonotonic",
+        ),
     ];
 
     pub(super) fn from_values(values: Vec<Option<OwnedValue>>) -> ServiceState {
@@ -237,7 +243,11 @@ impl ServiceState {
             .and_then(|v| Vec::<ExecCommand>::try_from(v).ok())
             .and_then(|cmds| cmds.into_iter().next().map(|c| c.0));
         let restarts = uint(next());
+        let main_started_monotonic_us = next()
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or_default();
         ServiceState {
+            main_started_monotonic_us,
             job_id,
             active_state: ActiveState::parse(&active),
             sub_state,
@@ -248,6 +258,22 @@ impl ServiceState {
             program,
             restarts,
         }
+    }
+
+    /// How long its main process has been running, from systemd's start timestamp on the
+    /// monotonic clock (which a restart of the asker does not reset); `None` when unknown.
+    pub fn main_process_age(&self) -> Option<std::time::Duration> {
+        if self.main_pid == 0 || self.main_started_monotonic_us == 0 {
+            return None;
+        }
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let now_us = u64::try_from(now.tv_sec)
+            .ok()?
+            .checked_mul(1_000_000)?
+            .checked_add(u64::try_from(now.tv_nsec).ok()? / 1_000)?;
+        now_us
+            .checked_sub(self.main_started_monotonic_us)
+            .map(std::time::Duration::from_micros)
     }
 
     /// Whether the unit has failed for good: `failed` with no job that would act on it.
@@ -350,6 +376,7 @@ mod tests {
             program: Some("/opt/x/bin/ImageServer".into()),
             restarts: 1,
             job_id,
+            main_started_monotonic_us: 0,
         }
     }
 

@@ -252,7 +252,8 @@ fn bad_arguments_exit_2_on_one_line() {
 #[test]
 fn start_times_out_naming_the_component_that_does_not_serve() {
     // The Platform Server runs but never opens its port; the supervisor's own start ceiling
-    // is short here, so start must fail naming ps rather than hang.
+    // is short here, so start must fail naming ps rather than hang. The supervisor itself
+    // reports ready at its ceiling and stays up (no restart loop), watching the others.
     let sb = Sandbox::with(
         Options::default()
             .arg(Component::Platform, "--start-delay 3600")
@@ -261,8 +262,16 @@ fn start_times_out_naming_the_component_that_does_not_serve() {
     sb.run(&["start"])
         .code(1)
         .stderr_one_line()
-        .stderr_has("Server Supervisor")
-        .stderr_has("ps not answering");
+        .stderr_has("ps on http://127.0.0.1:")
+        .stderr_has("IMAGESERVING_START_TIMEOUT_SEC");
+    let s = sb.state(SUPERVISOR);
+    assert_eq!(s.active_state, ActiveState::Active, "{}", s.summary());
+    assert_eq!(s.restarts, 0, "the supervisor restarted");
+    assert!(
+        s.status_text.contains("ps not answering"),
+        "{}",
+        s.status_text
+    );
 }
 
 /// Regression: the signal stream used to be read only between other calls, whose replies

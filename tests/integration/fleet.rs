@@ -119,3 +119,136 @@ fn a_deadline_too_far_to_represent_is_no_deadline() {
         r.stdout
     );
 }
+
+/// A directory whose `ssh` answers for each host from `answers/HOST` (a shell snippet), with
+/// `PATH` leading to it: the operator's side of the fleet command, with hosts whose answers
+/// the test chooses (a good document, garbage, a failure).
+struct FakeHosts(PathBuf);
+
+impl FakeHosts {
+    fn new(name: &str, answers: &[(&str, &str)]) -> FakeHosts {
+        let dir = std::env::temp_dir().join(format!("isfake-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("answers")).expect("fake hosts dir");
+        std::fs::write(dir.join("config"), "").expect("ssh config");
+        let ssh = dir.join("ssh");
+        // The host is the word after `--`.
+        std::fs::write(
+            &ssh,
+            format!(
+                "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done\nexec sh {}/answers/\"$2\"\n",
+                dir.display()
+            ),
+        )
+        .expect("fake ssh");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        for (host, script) in answers {
+            std::fs::write(dir.join("answers").join(host), script).expect("answer");
+        }
+        FakeHosts(dir)
+    }
+
+    #[track_caller]
+    fn run(&self, args: &[&str]) -> Run {
+        let out = run_with_timeout(
+            std::process::Command::new(IMAGESERVING)
+                .args(args)
+                .env_clear()
+                .env(
+                    "PATH",
+                    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.0.display()),
+                )
+                .env("HOME", &self.0)
+                .env("IMAGESERVING_SSH_CONFIG", self.0.join("config")),
+            Duration::from_secs(60),
+        );
+        Run::from(out, format!("ImageServing {}", args.join(" ")))
+    }
+}
+
+impl Drop for FakeHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const RESTARTED: &str = "echo 'Image Serving restarted: ps, is and svg are up.'";
+const RESTART_FAILS: &str =
+    "echo 'ImageServing: SVG Server (svg, imageserving-svg.service) failed: it exited with an error' >&2; exit 1";
+
+/// Regression: a rolling restart whose failing host was in the last, partial batch sliced
+/// past the end of the host list: panic, exit 134, no table and no summary.
+#[test]
+fn a_rolling_restart_failing_in_its_last_partial_batch_names_the_host() {
+    for (hosts, serial, failing) in [("a,b,c", "2", "c"), ("a,b", "5", "b"), ("a,b,c", "1", "a")] {
+        let answers: Vec<(&str, &str)> = hosts
+            .split(',')
+            .map(|h| {
+                (
+                    h,
+                    if h == failing {
+                        RESTART_FAILS
+                    } else {
+                        RESTARTED
+                    },
+                )
+            })
+            .collect();
+        let fake = FakeHosts::new(&format!("roll-{failing}{serial}"), &answers);
+        let r = fake
+            .run(&["--host", hosts, "restart", "--serial", serial])
+            .code(1);
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{failing} ")) && l.contains("failed")),
+            "{hosts} --serial {serial}: no row for {failing}:\n{}",
+            r.stdout
+        );
+        assert!(
+            r.stderr.contains(&format!("{failing}: SVG Server")),
+            "{hosts} --serial {serial}: the summary does not name {failing}: {}",
+            r.stderr
+        );
+    }
+}
+
+/// Regression: a host whose answer was not the status document (a login banner before it,
+/// another version's JSON, a cut-off answer) was counted as running, with exit 0.
+#[test]
+fn a_host_whose_status_answer_cannot_be_read_is_its_error_with_exit_4() {
+    let doc = r#"{"scope":"system","supervisor":{"running":true,"name":"supervisor","state":"active"},"components":[{"name":"ps","state":"active","sub_state":"running"}]}"#;
+    for (name, script) in [
+        ("banner", format!("echo 'Welcome to h1!'; echo '{doc}'")),
+        (
+            "older",
+            "echo '{\"stack\":\"running\",\"version\":1}'".to_owned(),
+        ),
+        ("cut", format!("printf '%s' '{}'", &doc[..50])),
+    ] {
+        let fake = FakeHosts::new(
+            &format!("status-{name}"),
+            &[("h1", &script), ("h2", &format!("echo '{doc}'"))],
+        );
+        let r = fake.run(&["--host", "h1,h2", "status"]).code(4);
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.starts_with("h1 ") && l.contains("unreadable answer")),
+            "{name}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stderr
+                .contains("1 of 2 hosts running; h1: unreadable answer"),
+            "{name}: {}",
+            r.stderr
+        );
+        let json = fake.run(&["--host", "h1", "status", "--json"]).code(4);
+        assert!(
+            json.stdout.contains("\"ok\": false") || json.stdout.contains("\"ok\":false"),
+            "{name}: {}",
+            json.stdout
+        );
+    }
+}

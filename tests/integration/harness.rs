@@ -378,6 +378,52 @@ impl Sandbox {
         self.reload();
     }
 
+    /// Mask `unit` as `systemctl --user mask` does (a link to /dev/null in the unit
+    /// directory that wins), and reload.
+    pub fn mask(&self, unit: &str) {
+        std::os::unix::fs::symlink(
+            "/dev/null",
+            self.root.join("config/systemd/user").join(unit),
+        )
+        .expect("mask");
+        self.reload();
+    }
+
+    /// Remove `unit`'s file where the install put it, and reload: what a half-done package
+    /// removal or a file moved by hand leaves (systemd still knows the unit while it runs).
+    pub fn remove_unit_file(&self, unit: &str) {
+        std::fs::remove_file(self.root.join("data/systemd/user").join(unit))
+            .expect("remove the unit file");
+        self.reload();
+    }
+
+    /// Run `systemctl --user ARGS` against this sandbox's manager (to act as an operator
+    /// does; the product itself never runs systemctl).
+    #[track_caller]
+    pub fn systemctl(&self, args: &[&str]) -> Run {
+        let out = run_with_timeout(
+            Command::new("systemctl")
+                .arg("--user")
+                .args(args)
+                .env_clear()
+                .envs(self.env()),
+            Duration::from_secs(60),
+        );
+        Run::from(out, format!("systemctl --user {}", args.join(" ")))
+    }
+
+    /// Wait until the manager answers again and has finished starting (after a re-exec).
+    #[track_caller]
+    pub fn wait_manager(&self, limit: Duration) {
+        eventually(limit, "the manager answers again", || {
+            Manager::connect_to(Scope::User, self.bus.clone())
+                .ok()
+                .and_then(|m| m.manager_property("SystemState").ok())
+                .and_then(|v| String::try_from(v).ok())
+                .is_some_and(|s| s == "running" || s == "degraded")
+        });
+    }
+
     /// Make the manager re-read units after a drop-in changed.
     pub fn reload(&self) {
         self.manager().reload().expect("daemon-reload");

@@ -1,5 +1,13 @@
 //! Integration tests: the real binaries against a real, private systemd user manager.
 
+// A test that cannot go on fails with its message: the panic lints guard the product's code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
 mod bench;
 mod booted;
 mod control;
@@ -7,6 +15,7 @@ mod faults;
 mod fleet;
 mod hardening;
 mod harness;
+mod matrix;
 mod metrics;
 mod output;
 mod status;
