@@ -15,8 +15,25 @@ const REGISTER_WAIT: Duration = Duration::from_secs(5);
 /// The running agent; it ends when this is dropped.
 pub struct Agent(Child);
 
+/// How long the agent may take to end on SIGTERM (it restores the terminal's echo then).
+const TERM_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for Agent {
+    /// SIGTERM first, as `systemctl` ends its agent: killed outright, an agent that was
+    /// asking for a password would leave the terminal with echo off.
     fn drop(&mut self) {
+        use rustix::process::{kill_process, Pid, Signal};
+        let pid = i32::try_from(self.0.id()).ok().and_then(Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = kill_process(pid, Signal::TERM);
+            let deadline = std::time::Instant::now() + TERM_WAIT;
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -528,6 +528,12 @@ fn logs(
     since: Option<&str>,
 ) -> i32 {
     use std::os::unix::process::CommandExt;
+    // journalctl itself would say "No journal files were found" and exit 1; this is a
+    // permission problem, with its own exit code and what to do.
+    if scope == Scope::System && crate::journal::system_journal_readable() == Some(false) {
+        output::err("ImageServing: permission denied reading the system journal: run as root or as a member of the group systemd-journal (or adm)\n");
+        return exit::PRIVILEGE;
+    }
     let units: Vec<&str> = match member {
         Some(m) => vec![m.unit()],
         None => crate::component::stack_units().collect(),

@@ -360,7 +360,11 @@ impl Stack {
         }
         if !job_succeeded(&result) {
             return Err(Error::JobFailed {
-                kind: "start",
+                kind: if verb == "Restarting" {
+                    "restart"
+                } else {
+                    "start"
+                },
                 unit: TARGET.to_owned(),
                 result,
             });

@@ -26,6 +26,24 @@ pub fn unit_args(scope: Scope, units: &[&str]) -> Vec<String> {
     args
 }
 
+/// Whether this process may read the system journal: `Some(false)` when journal files exist
+/// and the first one found cannot be opened (not root, not in `systemd-journal` or `adm`),
+/// `None` when there is none to try (journalctl then says what it finds).
+pub fn system_journal_readable() -> Option<bool> {
+    for dir in ["/var/log/journal", "/run/log/journal"] {
+        let Ok(machines) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for machine in machines.flatten() {
+            let file = machine.path().join("system.journal");
+            if file.exists() {
+                return Some(std::fs::File::open(&file).is_ok());
+            }
+        }
+    }
+    None
+}
+
 /// The command an operator runs to see more of `unit`'s journal.
 pub fn hint(scope: Scope, unit: &str) -> String {
     match scope {

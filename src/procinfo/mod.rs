@@ -124,6 +124,13 @@ impl ProcReader {
         parse::uptime_seconds(&self.buf).ok()
     }
 
+    /// When the system booted, in seconds since the Unix epoch (`/proc/stat`'s `btime`).
+    pub fn boot_time_unix(&mut self) -> Option<u64> {
+        let path = self.root.join("stat");
+        read_into(&path, &mut self.buf, Records::One).ok()?;
+        parse::btime(&self.buf).ok()
+    }
+
     /// Seconds from a process start (`start_ticks` after boot) to `now` on the boot clock.
     pub fn seconds_since(&self, start_ticks: u64, now: f64) -> f64 {
         #[allow(clippy::cast_precision_loss)] // ticks since boot fit an f64 exactly for aeons
@@ -167,15 +174,17 @@ impl ProcReader {
             }
         }
         let mut found = vec![pid];
+        // Parent PIDs read one process at a time can form a cycle when PIDs are reused
+        // meanwhile: each process is taken once.
+        let mut seen = std::collections::HashSet::from([pid]);
         let mut i = 0;
         while let Some(&parent) = found.get(i) {
             i += 1;
-            found.extend(
-                parent_of
-                    .iter()
-                    .filter(|(pp, p)| *pp == parent && *p != pid)
-                    .map(|(_, p)| *p),
-            );
+            for &(pp, p) in &parent_of {
+                if pp == parent && seen.insert(p) {
+                    found.push(p);
+                }
+            }
         }
         found.remove(0);
         found
@@ -218,10 +227,7 @@ impl ProcReader {
                         .map_err(|_| part)
                 })
                 .collect();
-            let mut total = Usage {
-                pss_bytes: pss.then_some(0),
-                ..Usage::default()
-            };
+            let mut total = Usage::default();
             for part in parts {
                 let u = match part {
                     Ok(handle) => handle
@@ -247,10 +253,8 @@ impl ProcReader {
     }
 
     fn usage_here(&mut self, pids: &[u32], pss: bool, main: Option<u32>) -> Usage {
-        let mut u = Usage {
-            pss_bytes: pss.then_some(0),
-            ..Usage::default()
-        };
+        // PSS is absent, not 0, until one process's could be read.
+        let mut u = Usage::default();
         for &pid in pids {
             let rss = if Some(pid) == main {
                 match self.parsed(pid, "stat", parse::stat) {
@@ -278,7 +282,7 @@ impl ProcReader {
             }
             if pss {
                 match self.pss_bytes(pid) {
-                    Sample::Value(v) => u.pss_bytes = u.pss_bytes.map(|t| t + v),
+                    Sample::Value(v) => u.pss_bytes = Some(u.pss_bytes.unwrap_or(0) + v),
                     Sample::Unreadable => u.unreadable += 1,
                     Sample::Gone => {}
                 }

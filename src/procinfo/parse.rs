@@ -116,6 +116,18 @@ pub fn uptime_seconds(bytes: &[u8]) -> Result<f64, ParseError> {
         .map_err(|e| err("uptime", e))
 }
 
+/// The boot time in seconds since the Unix epoch, from `/proc/stat`'s `btime` line: fixed for
+/// the life of the system, unlike "now minus uptime".
+pub fn btime(bytes: &[u8]) -> Result<u64, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| err("stat", e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .ok_or_else(|| err("stat", "no btime line"))?
+        .trim()
+        .parse()
+        .map_err(|e| err("stat", e))
+}
+
 /// A cgroup file that holds one number (`memory.current`, `memory.usage_in_bytes`).
 pub fn single_u64(bytes: &[u8]) -> Result<u64, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| err("cgroup file", e))?;

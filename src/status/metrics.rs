@@ -63,9 +63,15 @@ impl Family<'_> {
     }
 }
 
-/// Render `status` and the scrape's probe results. `now_unix` is the wall clock in seconds
-/// (the start time of a main process is `now_unix - uptime`).
-pub fn prometheus(status: &StackStatus, probes: &[ProbeResult], now_unix: f64) -> String {
+/// Render `status` and the scrape's probe results. `now_unix` is the wall clock in seconds;
+/// `boot_unix`, when known, the boot time (`btime`), from which a main process's start time
+/// is exact and the same on every scrape (else it is `now_unix - uptime`, whole seconds).
+pub fn prometheus(
+    status: &StackStatus,
+    probes: &[ProbeResult],
+    now_unix: f64,
+    boot_unix: Option<f64>,
+) -> String {
     let mut out = String::with_capacity(4096);
     let mut f = Family { out: &mut out };
     let units: Vec<&UnitStatus> = status.components.iter().collect();
@@ -130,7 +136,10 @@ pub fn prometheus(status: &StackStatus, probes: &[ProbeResult], now_unix: f64) -
             &mut f,
             "imageserving_component_start_time_seconds",
             "Start time of the component's main process, in seconds since the Unix epoch.",
-            &|u| u.uptime_seconds.map(|s| (now_unix - s as f64).floor()),
+            &|u| match (boot_unix, u.started_after_boot) {
+                (Some(boot), Some(after)) => Some(boot + after),
+                _ => u.uptime_seconds.map(|s| (now_unix - s as f64).floor()),
+            },
         );
         gauge(
             &mut f,

@@ -50,6 +50,9 @@ pub struct StackStatus {
     /// Why there are no rows, when there are none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Whether proportional set sizes were asked for (the table shows PSS instead of RSS).
+    #[serde(skip)]
+    pub pss: bool,
 }
 
 /// The supervisor's part of the answer.
@@ -111,6 +114,9 @@ pub struct UnitStatus {
     pub restarts: u32,
     /// systemd stopped restarting it (failed after automatic restarts: the start limit).
     pub given_up: bool,
+    /// When the main process started, in seconds after boot (what its uptime counts from).
+    #[serde(skip)]
+    pub started_after_boot: Option<f64>,
     #[serde(skip)]
     active: ActiveState,
 }
@@ -131,7 +137,12 @@ impl UnitStatus {
 /// active, where it explains why.
 const PROPS: [&str; 3] = ["MainPID", "NRestarts", "ExecMainStartTimestamp"];
 /// Read in addition for units that are not active.
-const PROP_RESULT: &str = "Result";
+const PROPS_DOWN: [&str; 4] = [
+    "Result",
+    "ExecMainCode",
+    "ExecMainStatus",
+    "RestartPreventExitStatus",
+];
 
 /// How long `status` waits for the bus or the manager, per call (two at most), before it
 /// says so and exits 4. Monitoring runs `status` every few seconds: a stalled manager must
@@ -167,26 +178,40 @@ pub fn metrics_text(scope: Scope) -> Result<String, Error> {
     )?;
     let mut probed = Vec::new();
     let mut probes = Vec::new();
+    let mut results = Vec::new();
     for u in status.components.iter().filter(|u| u.is_running()) {
         let env = mgr.unit_environment(&crate::systemd::unit_path(u.unit))?;
-        if let Ok(Some(p)) = crate::probe::ProbeSettings::from_environment(u.unit, &env) {
-            probed.push(u.name);
-            probes.push((p.target, p.timeout));
+        match crate::probe::ProbeSettings::from_environment(u.unit, &env) {
+            Ok(Some(p)) => {
+                probed.push(u.name);
+                probes.push((p.target, p.timeout));
+            }
+            Ok(None) => {}
+            // A probe that cannot be run proves nothing: not up (the supervisor refuses
+            // to start with it, and `start` names the key).
+            Err(_) => results.push(metrics::ProbeResult {
+                component: u.name,
+                ok: Some(false),
+                duration: Duration::ZERO,
+            }),
         }
     }
-    let results = crate::probe::check_all_timed(&probes)
-        .into_iter()
-        .zip(probed)
-        .map(|((r, duration), component)| metrics::ProbeResult {
-            component,
-            ok: Some(r.is_ok()),
-            duration,
-        })
-        .collect::<Vec<_>>();
+    results.extend(
+        crate::probe::check_all_timed(&probes)
+            .into_iter()
+            .zip(probed)
+            .map(|((r, duration), component)| metrics::ProbeResult {
+                component,
+                ok: Some(r.is_ok()),
+                duration,
+            }),
+    );
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    Ok(prometheus(&status, &results, now))
+    let boot = ProcReader::new("/proc").boot_time_unix();
+    #[allow(clippy::cast_precision_loss)] // seconds since the epoch fit an f64 exactly
+    Ok(prometheus(&status, &results, now, boot.map(|b| b as f64)))
 }
 
 fn collect_with(
@@ -257,10 +282,12 @@ fn collect_with(
                     unreadable_processes: 0,
                     restarts: 0,
                     given_up: false,
+                    started_after_boot: None,
                     active: sup_info.active_state,
                 },
             },
             components: Vec::new(),
+            pss: req.pss,
             message: Some(if sup_info.is_installed() {
                 format!(
                     "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
@@ -280,10 +307,12 @@ fn collect_with(
     let result_requests: Vec<PropertyRequest<'_>> = infos
         .iter()
         .filter(|i| !running(i))
-        .map(|i| PropertyRequest {
-            path: i.path.as_str(),
-            interface: PropertyInterface::Service,
-            name: PROP_RESULT,
+        .flat_map(|i| {
+            PROPS_DOWN.map(|name| PropertyRequest {
+                path: i.path.as_str(),
+                interface: PropertyInterface::Service,
+                name,
+            })
         })
         .collect();
     let mut results = if result_requests.is_empty() {
@@ -308,7 +337,7 @@ fn collect_with(
         // What was not asked for is unknown.
         vals.resize_with(PROPS.len(), || None);
         if !running(info) {
-            vals.push(results.next().flatten());
+            vals.extend(results.by_ref().take(PROPS_DOWN.len()));
         }
         let (name, title, unit) = match member {
             None => ("supervisor", "Server Supervisor", SUPERVISOR),
@@ -333,6 +362,7 @@ fn collect_with(
         },
         components: rows,
         message: None,
+        pss: req.pss,
     })
 }
 
@@ -438,6 +468,12 @@ fn collect_unit(
     let result = get(3)
         .and_then(|v| String::try_from(v).ok())
         .unwrap_or_else(|| "success".to_owned());
+    let gave_up = crate::systemd::gave_up(
+        ctx.active,
+        restarts,
+        crate::systemd::exec_status(get(4), get(5)),
+        &crate::systemd::prevented(get(6)),
+    );
 
     let running = ctx.active.is_up();
     // Observed through the main process; else (no main process, e.g. a unit that is stopping
@@ -491,7 +527,12 @@ fn collect_unit(
         processes: usage.processes,
         unreadable_processes: usage.unreadable,
         restarts,
-        given_up: ctx.active == ActiveState::Failed && restarts > 0,
+        given_up: gave_up,
+        started_after_boot: now
+            .boot
+            .zip(seen.uptime)
+            .filter(|_| running)
+            .map(|(boot, up)| boot - up),
         active: ctx.active,
     }
 }

@@ -92,12 +92,13 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn memory_cell(u: &UnitStatus, pss: bool) -> String {
+    // PSS is absent when no process of the unit could be read: "-", not 0.
     let v = if pss {
-        u.memory.pss_bytes.unwrap_or(0)
+        u.memory.pss_bytes
     } else {
-        u.memory.rss_bytes
+        Some(u.memory.rss_bytes)
     };
-    let mut s = bytes(v);
+    let mut s = v.map_or_else(|| "-".to_owned(), bytes);
     if u.unreadable_processes > 0 {
         let _ = write!(s, " ({} unreadable)", u.unreadable_processes);
     }
@@ -118,11 +119,7 @@ pub fn human(s: &StackStatus, style: Style) -> String {
         );
         return out;
     }
-    let pss = s
-        .components
-        .iter()
-        .chain(std::iter::once(sup))
-        .any(|u| u.memory.pss_bytes.is_some());
+    let pss = s.pss;
     let mem_label = if pss { "PSS" } else { "RSS" };
     let _ = writeln!(
         out,

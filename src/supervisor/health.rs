@@ -42,7 +42,9 @@ pub struct Health {
     proven: bool,
     backoff: Duration,
     not_before: Instant,
-    given_up: bool,
+    refused: bool,
+    /// Whether the current back-off has been reported (once per window).
+    backoff_told: bool,
 }
 
 /// What to do after a probe.
@@ -84,7 +86,8 @@ impl Health {
             proven: false,
             backoff: Duration::ZERO,
             not_before: now,
-            given_up: false,
+            refused: false,
+            backoff_told: false,
         }
     }
 
@@ -111,9 +114,22 @@ impl Health {
         self.last_error.as_deref()
     }
 
-    /// Whether systemd refused the last restart (the supervisor waits [`MAX_BACKOFF`]).
-    pub fn given_up(&self) -> bool {
-        self.given_up
+    /// Whether the last restart was refused (polkit said no; the supervisor waits
+    /// [`MAX_BACKOFF`]). Not to be confused with systemd giving up on a unit.
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
+
+    /// Its current process answered a probe before this supervisor started (an earlier
+    /// supervisor saw it serve): it is not starting, so a failure counts at once.
+    pub fn served_before(&mut self) {
+        self.proven = true;
+    }
+
+    /// Whether its current process has answered a probe (now or before a restart of the
+    /// supervisor).
+    pub fn proven(&self) -> bool {
+        self.proven
     }
 
     /// Whether its current process has had all the time the supervisor gives a start
@@ -175,7 +191,7 @@ impl Health {
                 self.failures = 0;
                 self.last_error = None;
                 self.backoff = Duration::ZERO;
-                self.given_up = false;
+                self.refused = false;
                 if newly {
                     Step::NowServing
                 } else {
@@ -208,9 +224,20 @@ impl Health {
         }
     }
 
+    /// After a [`Step::BackingOff`]: how long until a restart may come again, the first
+    /// time in this back-off window (worth one log line), `None` after that.
+    pub fn backoff_news(&mut self, now: Instant) -> Option<Duration> {
+        if self.backoff_told {
+            return None;
+        }
+        self.backoff_told = true;
+        Some(self.not_before.saturating_duration_since(now))
+    }
+
     /// systemd took the restart: failures start over, and the next restart waits at least
     /// twice as long as the last (from [`MIN_BACKOFF`] to [`MAX_BACKOFF`]).
     pub fn restarted(&mut self, now: Instant) {
+        self.backoff_told = false;
         self.failures = 0;
         self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
         self.not_before = now + self.backoff;
@@ -219,8 +246,9 @@ impl Health {
     /// systemd refused the restart (say, polkit said no): try again after [`MAX_BACKOFF`].
     /// Returns whether this is news (the first refusal in a row), worth a log line.
     pub fn restart_refused(&mut self, now: Instant) -> bool {
-        let news = !self.given_up;
-        self.given_up = true;
+        let news = !self.refused;
+        self.refused = true;
+        self.backoff_told = false;
         self.backoff = MAX_BACKOFF;
         self.not_before = now + MAX_BACKOFF;
         news
@@ -343,7 +371,7 @@ mod tests {
         let mut h = Health::new(settings(1, 0), t0);
         assert_eq!(h.probed(t0, fail()), Step::Restart { failures: 1 });
         assert!(h.restart_refused(t0));
-        assert!(h.given_up());
+        assert!(h.refused());
         assert_eq!(h.probed(t0 + S * 299, fail()), Step::BackingOff);
         assert_eq!(
             h.probed(t0 + S * 300, fail()),
@@ -351,7 +379,7 @@ mod tests {
         );
         assert!(!h.restart_refused(t0 + S * 300), "reported twice");
         assert_eq!(h.probed(t0 + S * 301, Ok(())), Step::NowServing);
-        assert!(!h.given_up());
+        assert!(!h.refused());
     }
 
     #[test]

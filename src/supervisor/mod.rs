@@ -14,6 +14,7 @@
 
 mod health;
 mod log;
+mod served;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use crate::procinfo::{ProcReader, Sample};
 use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
 use health::{Health, Step};
 use log::Priority;
+use served::Served;
 
 /// How often probes run while the stack is starting.
 const START_POLL: Duration = Duration::from_millis(50);
@@ -111,7 +113,7 @@ impl Watched {
                 "{} stopped (not started by the supervisor; 'ImageServing start' starts it)",
                 self.component
             )
-        } else if self.health.as_ref().is_some_and(Health::given_up) {
+        } else if self.health.as_ref().is_some_and(Health::refused) {
             format!("{} given up (restart refused)", self.component)
         } else {
             self.describe_wait()
@@ -206,6 +208,10 @@ struct Supervisor {
     start_limit: Duration,
     status: String,
     procs: ProcReader,
+    /// Which processes have served, for a supervisor that restarts.
+    served: Served,
+    /// What `served` holds now, to write it only when it changes.
+    served_written: Vec<(Component, u32)>,
 }
 
 impl Supervisor {
@@ -258,10 +264,27 @@ impl Supervisor {
             start_limit,
             status: String::new(),
             procs: ProcReader::new("/proc"),
+            served: Served::from_environment(),
+            served_written: Vec::new(),
         })
     }
 
+    /// Keep the record of served processes up to date (see [`served`]).
+    fn record_served(&mut self) {
+        let now: Vec<(Component, u32)> = self
+            .watched
+            .iter()
+            .filter(|w| w.main_pid != 0 && w.health.as_ref().is_some_and(Health::proven))
+            .map(|w| (w.component, w.main_pid))
+            .collect();
+        if now != self.served_written {
+            self.served.write(now.iter().copied());
+            self.served_written = now;
+        }
+    }
+
     fn set_status(&mut self, status: String) {
+        self.record_served();
         if status != self.status {
             notify(&[NotifyState::Status(&status)]);
             self.status = status;
@@ -324,6 +347,13 @@ impl Supervisor {
             "starting: waiting for ps, is and svg to serve",
         );
         self.refresh(None)?;
+        for w in &mut self.watched {
+            if let Some(h) = &mut w.health {
+                if w.main_pid != 0 && self.served.pid(w.component) == Some(w.main_pid) {
+                    h.served_before();
+                }
+            }
+        }
         let started = Instant::now();
         let mut next_extend = Instant::now();
         let mut next_ping = Instant::now();
@@ -366,7 +396,10 @@ impl Supervisor {
                 .filter(|w| {
                     !w.serving()
                         && !w.settled_down()
-                        && !w.health.as_ref().is_some_and(|h| h.overdue(now))
+                        && !w
+                            .health
+                            .as_ref()
+                            .is_some_and(|h| h.overdue(now) || h.proven())
                 })
                 .map(Watched::describe_wait)
                 .collect();
@@ -654,7 +687,20 @@ impl Supervisor {
         };
         let target = h.settings().target.clone();
         match h.probed(now, outcome) {
-            Step::Quiet | Step::Starting | Step::BackingOff => {}
+            Step::Quiet | Step::Starting => {}
+            Step::BackingOff => {
+                if let Some(left) = h.backoff_news(now) {
+                    log::log(
+                        Priority::Warning,
+                        &format!(
+                            "{} still not answering on {target} ({}); backing off: the next restart comes in {}s at the earliest",
+                            w.component,
+                            h.last_error().unwrap_or_default(),
+                            left.as_secs()
+                        ),
+                    );
+                }
+            }
             Step::NowServing => log::log(
                 Priority::Info,
                 &format!("{} serves on {target}", w.component),

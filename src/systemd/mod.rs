@@ -28,7 +28,10 @@ use zbus::Connection;
 
 pub use error::SystemdError;
 pub use events::{Event, Events};
-pub use state::{ActiveState, ExecStatus, ServiceState, UnitInfo};
+pub use state::{
+    exec_status, gave_up, prevented, ActiveState, ExecStatus, RestartPrevented, ServiceState,
+    UnitInfo,
+};
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";

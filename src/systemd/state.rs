@@ -203,13 +203,38 @@ pub struct ServiceState {
     pub job_id: u32,
     /// When the main process started, on `CLOCK_MONOTONIC` (µs); 0 when unknown.
     pub main_started_monotonic_us: u64,
+    /// `RestartPreventExitStatus=`: exit statuses and signals `Restart=` does not act on.
+    pub restart_prevented: RestartPrevented,
+}
+
+/// `RestartPreventExitStatus=` as the manager reports it (`(aiai)`): exit statuses, then
+/// signals.
+pub type RestartPrevented = (Vec<i32>, Vec<i32>);
+
+/// Whether systemd gave up restarting a unit: it failed after automatic restarts, and not
+/// because its last exit was one `RestartPreventExitStatus=` names (that is a stop on
+/// purpose, not a give-up). systemd keeps the last run's `Result` (e.g. `signal`) when the
+/// start limit is what stopped it, so this reads the restart count rather than
+/// `start-limit-hit`. The one definition, for `status`, `start` and the supervisor.
+pub fn gave_up(
+    active: ActiveState,
+    restarts: u32,
+    exec: ExecStatus,
+    prevented: &RestartPrevented,
+) -> bool {
+    let on_purpose = match exec {
+        ExecStatus::Exited(s) => prevented.0.contains(&s),
+        ExecStatus::Killed(sig) | ExecStatus::Dumped(sig) => prevented.1.contains(&sig),
+        ExecStatus::None => false,
+    };
+    active == ActiveState::Failed && restarts > 0 && !on_purpose
 }
 
 type ExecCommand = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
 
 impl ServiceState {
     /// The properties [`ServiceState::from_values`] expects, in order.
-    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 11] = [
+    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 12] = [
         (PropertyInterface::Unit, "Job"),
         (PropertyInterface::Unit, "ActiveState"),
         (PropertyInterface::Unit, "SubState"),
@@ -224,6 +249,7 @@ impl ServiceState {
             PropertyInterface::Service,
             "ExecMainStartTimestampMonotonic",
         ),
+        (PropertyInterface::Service, "RestartPreventExitStatus"),
     ];
 
     pub(super) fn from_values(values: Vec<Option<OwnedValue>>) -> ServiceState {
@@ -246,8 +272,10 @@ impl ServiceState {
         let main_started_monotonic_us = next()
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or_default();
+        let restart_prevented = prevented(next());
         ServiceState {
             main_started_monotonic_us,
+            restart_prevented,
             job_id,
             active_state: ActiveState::parse(&active),
             sub_state,
@@ -290,11 +318,14 @@ impl ServiceState {
         self.sub_state.starts_with("auto-restart") || self.job_id != 0
     }
 
-    /// Whether systemd stopped restarting it: failed after automatic restarts. systemd keeps
-    /// the last run's `Result` (e.g. `signal`) when the start limit is what stopped it, so
-    /// this is read from the restart count rather than from `start-limit-hit`.
+    /// Whether systemd stopped restarting it ([`gave_up`]).
     pub fn gave_up(&self) -> bool {
-        self.active_state == ActiveState::Failed && self.restarts > 0
+        gave_up(
+            self.active_state,
+            self.restarts,
+            self.exec_status,
+            &self.restart_prevented,
+        )
     }
 
     /// `active (running)`, `failed (exit-code)`, ...
@@ -349,6 +380,17 @@ fn describe_result(result: &str) -> String {
     }
 }
 
+/// `RestartPreventExitStatus` off the wire; empty when unreadable.
+pub fn prevented(v: Option<OwnedValue>) -> RestartPrevented {
+    v.and_then(|v| RestartPrevented::try_from(v).ok())
+        .unwrap_or_default()
+}
+
+/// `ExecMainCode` and `ExecMainStatus` off the wire.
+pub fn exec_status(code: Option<OwnedValue>, status: Option<OwnedValue>) -> ExecStatus {
+    ExecStatus::from_wire(int(code), int(status))
+}
+
 fn string(v: Option<OwnedValue>) -> String {
     v.and_then(|v| String::try_from(v).ok()).unwrap_or_default()
 }
@@ -377,6 +419,7 @@ mod tests {
             restarts: 1,
             job_id,
             main_started_monotonic_us: 0,
+            restart_prevented: (vec![78], vec![]),
         }
     }
 

@@ -448,3 +448,28 @@ fn a_give_up_runs_the_alert_command_once_with_its_fields() {
     // No alert for the components that kept running.
     assert!(!text.contains("imageserving-image.service"));
 }
+
+/// Regression: a supervisor restarted (by a package upgrade, or a crash) while a component
+/// that had served was hung took it for one that was starting: it waited the whole start
+/// grace (300 s by default) before reporting ready, and the upgrade's try-restart with it.
+#[test]
+fn a_restarted_supervisor_takes_a_hung_component_for_hung_not_starting() {
+    let sb = Sandbox::with(Options::default().service(
+        Component::Platform,
+        "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=0.3 IMAGESERVING_PROBE_FAILURES=2",
+    ));
+    sb.run(&["start"]).code(0);
+    let ps = sb.main_pid(Component::Platform);
+    let old = sb.state(SUPERVISOR).main_pid;
+    signal(ps, "USR1");
+    let t = Instant::now();
+    sb.manager().restart_unit(SUPERVISOR).expect("restart");
+    sb.wait_replaced(SUPERVISOR, old, Duration::from_secs(10));
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "ready after {:?}",
+        t.elapsed()
+    );
+    // And the hung process is restarted as the old supervisor would have.
+    sb.wait_replaced(Component::Platform.unit(), ps, Duration::from_secs(15));
+}
