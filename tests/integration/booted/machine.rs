@@ -12,7 +12,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// Where the booted OS finds what the tests bring in (read-only).
 pub const IN: &str = "/mnt/in";
 
-/// The host image's units that have no business in a test box (and would slow its boot).
+/// The host image's units that have no business in a test box (and would slow its boot);
+/// [`masked_units`] adds whatever else the image has enabled.
 const MASKED: [&str; 11] = [
     "postgresql.service",
     "prometheus.service",
@@ -26,6 +27,35 @@ const MASKED: [&str; 11] = [
     "dpkg-db-backup.timer",
     "ssh.service",
 ];
+
+/// What a box keeps of the image's enabled units: the boot itself needs these.
+const KEPT: [&str; 4] = ["dbus", "systemd-", "remote-fs.target", "machines.target"];
+
+/// Every unit the host image enables for the boot (links under `/etc/systemd/system/*.wants`,
+/// as a package or an administrator made them: a Tomcat on 8080, a Prometheus on 9090, a
+/// PostgreSQL), with [`MASKED`]: a box holds only what its test starts.
+fn masked_units() -> Vec<String> {
+    let mut units: Vec<String> = MASKED.iter().map(|u| (*u).to_owned()).collect();
+    let Ok(dirs) = std::fs::read_dir("/etc/systemd/system") else {
+        return units;
+    };
+    for dir in dirs.flatten() {
+        if !dir.file_name().to_string_lossy().ends_with(".wants") {
+            continue;
+        }
+        for link in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = link.file_name().to_string_lossy().into_owned();
+            if !KEPT.iter().any(|k| name.starts_with(k)) && !units.contains(&name) {
+                units.push(name);
+            }
+        }
+    }
+    units
+}
 
 /// The cgroup layout the booted systemd sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +111,7 @@ impl Machine {
         // layer, a tmpfs for the upper one; all in the private mount namespace `unshare`
         // made, so it is gone when the last process in it is. nspawn's own state on the host
         // (/run/systemd/nspawn) goes to a tmpfs of that namespace too.
-        let masks: String = MASKED
+        let masks: String = masked_units()
             .iter()
             .map(|u| format!(" systemd.mask={u}"))
             .collect();

@@ -19,6 +19,7 @@ mod machine;
 mod metrics;
 mod package;
 mod rootless;
+mod states;
 mod upgrade;
 mod user_manager;
 
