@@ -11,6 +11,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+"$here/scripts/deps.sh" demo
 demo=${IMAGESERVING_DEMO_DIR:-/tmp/imageserving-demo}
 cg=imageserving-demo
 ports="18080 27345 27346"

@@ -31,12 +31,13 @@ const MASKED: [&str; 11] = [
 /// What a box keeps of the image's enabled units: the boot itself needs these.
 const KEPT: [&str; 4] = ["dbus", "systemd-", "remote-fs.target", "machines.target"];
 
-/// Every unit the host image enables for the boot (links under `/etc/systemd/system/*.wants`,
-/// as a package or an administrator made them: a Tomcat on 8080, a Prometheus on 9090, a
-/// PostgreSQL), with [`MASKED`]: a box holds only what its test starts.
-fn masked_units() -> Vec<String> {
+/// Every unit the image under `root` enables for the boot (links under
+/// `/etc/systemd/system/*.wants`, as a package or an administrator made them: a Tomcat on
+/// 8080, a Prometheus on 9090, a PostgreSQL), with [`MASKED`]: a box holds only what its test
+/// starts.
+fn masked_units(root: &Path) -> Vec<String> {
     let mut units: Vec<String> = MASKED.iter().map(|u| (*u).to_owned()).collect();
-    let Ok(dirs) = std::fs::read_dir("/etc/systemd/system") else {
+    let Ok(dirs) = std::fs::read_dir(root.join("etc/systemd/system")) else {
         return units;
     };
     for dir in dirs.flatten() {
@@ -57,14 +58,39 @@ fn masked_units() -> Vec<String> {
     units
 }
 
-/// The cgroup layout the booted systemd sees.
+/// What a box boots: the OS image and the cgroup layout its systemd sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// cgroup v1 controllers plus the unified hierarchy at `/sys/fs/cgroup/unified` (what
-    /// these machines boot).
+    /// This machine's own root (Debian 12, systemd 252), with cgroup v1 controllers plus the
+    /// unified hierarchy at `/sys/fs/cgroup/unified` (what these machines boot).
     Hybrid,
-    /// One cgroup2 mount at `/sys/fs/cgroup` (what Debian 12, Fedora and Ubuntu boot).
+    /// This machine's own root, with one cgroup2 mount at `/sys/fs/cgroup` (what Debian 12,
+    /// Fedora and Ubuntu boot).
     Unified,
+    /// Debian 13 (systemd 257, polkit 126), the current stable, from the root that
+    /// `scripts/debian13-root.sh` makes; pure cgroup v2 (systemd 257 boots nothing else).
+    Debian13,
+}
+
+impl Layout {
+    /// The root file system the box is an overlay of.
+    fn root(self) -> PathBuf {
+        match self {
+            Layout::Hybrid | Layout::Unified => PathBuf::from("/"),
+            Layout::Debian13 => {
+                let dir = std::env::var_os("IMAGESERVING_DEBIAN13_ROOT").map_or_else(
+                    || PathBuf::from("/var/cache/imageserving-tests/debian13"),
+                    PathBuf::from,
+                );
+                assert!(
+                    dir.join(".complete").exists(),
+                    "no Debian 13 root at {}: make it with scripts/debian13-root.sh (scripts/test.sh does)",
+                    dir.display()
+                );
+                dir
+            }
+        }
+    }
 }
 
 /// A booted container. Dropping it powers it off, kills whatever is left in its cgroup and
@@ -111,14 +137,15 @@ impl Machine {
         // layer, a tmpfs for the upper one; all in the private mount namespace `unshare`
         // made, so it is gone when the last process in it is. nspawn's own state on the host
         // (/run/systemd/nspawn) goes to a tmpfs of that namespace too.
-        let masks: String = masked_units()
+        let root = layout.root();
+        let masks: String = masked_units(&root)
             .iter()
             .map(|u| format!(" systemd.mask={u}"))
             .collect();
         let d = dir.display();
         let script = format!(
             "set -e\n\
-             mount --bind / {d}/lower\n\
+             mount --bind {root} {d}/lower\n\
              mount -o remount,bind,ro {d}/lower\n\
              mount -t tmpfs -o size=2G,mode=0755 tmpfs {d}/tmp\n\
              mkdir {d}/tmp/upper {d}/tmp/work\n\
@@ -127,7 +154,8 @@ impl Machine {
              mount -t tmpfs -o size=1M,mode=0755 tmpfs /run/systemd/nspawn\n\
              exec {nspawn} -q -D {d}/root --register=no --keep-unit --private-network -M {name} \
              --console=read-only --bind-ro={d}/in:{IN} --bind-ro={tree} -b{masks}\n",
-            tree = env!("CARGO_MANIFEST_DIR")
+            tree = env!("CARGO_MANIFEST_DIR"),
+            root = root.display()
         );
         std::fs::write(dir.join("boot.sh"), script).expect("write boot.sh");
 
@@ -160,7 +188,7 @@ impl Machine {
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         // Unset, nspawn gives the container the host's layout (hybrid here); "0" would mean
         // the legacy v1-only layout, which no current host boots.
-        if layout == Layout::Unified {
+        if layout != Layout::Hybrid {
             cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1");
         }
         let child = cmd
@@ -241,7 +269,7 @@ impl Machine {
             .code(0)
             .stdout;
         let expected = match self.layout {
-            Layout::Unified => "cgroup2fs",
+            Layout::Unified | Layout::Debian13 => "cgroup2fs",
             Layout::Hybrid => "tmpfs\ncgroup2fs",
         };
         assert_eq!(

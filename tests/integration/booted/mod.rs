@@ -41,3 +41,25 @@ macro_rules! in_both_layouts {
     };
 }
 pub(crate) use in_both_layouts;
+
+/// Run one scenario of the package path in both layouts of this machine's image and on
+/// Debian 13, as three tests that run in parallel.
+macro_rules! on_every_image {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[test]
+            fn hybrid() {
+                super::$scenario($crate::booted::Layout::Hybrid);
+            }
+            #[test]
+            fn unified() {
+                super::$scenario($crate::booted::Layout::Unified);
+            }
+            #[test]
+            fn debian13() {
+                super::$scenario($crate::booted::Layout::Debian13);
+            }
+        }
+    };
+}
+pub(crate) use on_every_image;

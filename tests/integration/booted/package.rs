@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use imageserving::component::{Component, SUPERVISOR, TARGET};
 
-use super::in_both_layouts;
 use super::machine::{Layout, Machine, IN};
+use super::{in_both_layouts, on_every_image};
 
 /// A package built by `packaging/build-packages.sh`: `kind` is "deb" or "rpm", `revision` 1
 /// or 2 (two builds of this tree, for upgrades).
@@ -262,7 +262,7 @@ fn install_and_lifecycle(layout: Layout) {
     let left = m.sh("find /etc /usr/lib/systemd /lib/systemd /usr/bin /usr/libexec /usr/share -name '*imageserving*' 2>/dev/null; true");
     assert_eq!(left.stdout.trim(), "", "files left after purge");
 }
-in_both_layouts!(
+on_every_image!(
     install_start_status_restart_stop_remove,
     install_and_lifecycle
 );
@@ -348,7 +348,7 @@ fn supervisor_and_polkit(layout: Layout) {
     all_in(&m, "active");
     assert_eq!(journald, m.main_pid("systemd-journald.service"));
 }
-in_both_layouts!(
+on_every_image!(
     supervisor_restarts_a_hung_component_through_polkit,
     supervisor_and_polkit
 );

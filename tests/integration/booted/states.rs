@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
 
-use super::in_both_layouts;
 use super::machine::{Layout, Machine, IN};
 use super::package::installed;
+use super::{in_both_layouts, on_every_image};
 
 /// The states a package upgrade is tried from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +174,7 @@ fn upgrade_from_every_state(layout: Layout) {
         revision = 3 - revision;
     }
 }
-in_both_layouts!(
+on_every_image!(
     upgrade_from_every_state_ends_in_seconds,
     upgrade_from_every_state
 );

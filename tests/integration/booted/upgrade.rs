@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
 
-use super::in_both_layouts;
 use super::machine::{Layout, Machine, IN};
 use super::package::{all_in, machine};
+use super::{in_both_layouts, on_every_image};
 use crate::harness::STANDIN;
 
 #[derive(Clone, Copy)]
@@ -187,7 +187,7 @@ fn upgrade_without_outage(layout: Layout, kind: Kind) {
 fn deb(layout: Layout) {
     upgrade_without_outage(layout, Kind::Deb);
 }
-in_both_layouts!(deb_upgrade_restarts_only_the_supervisor, deb);
+on_every_image!(deb_upgrade_restarts_only_the_supervisor, deb);
 
 fn rpm(layout: Layout) {
     upgrade_without_outage(layout, Kind::Rpm);

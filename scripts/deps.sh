@@ -1,0 +1,50 @@
+#!/bin/sh
+# What the demo and the tests need from Debian's packages, in one list (also what .ci/run
+# installs):
+#   scripts/deps.sh demo     for scripts/demo.sh
+#   scripts/deps.sh test     for scripts/test.sh (and .ci/run)
+# Run as root on Debian or a derivative, it installs what is missing (apt-get); otherwise it
+# stops at once with the exact apt-get line to run.
+set -eu
+
+# The demo: a private systemd --user manager and its session bus (systemd, dbus-daemon), in
+# its own mount namespace (util-linux: unshare), and the static link of ImageServing (libc6-dev).
+demo="systemd dbus-daemon util-linux procps libc6-dev"
+# The tests add: systemd-container (systemd-nspawn) and polkitd for the booted-system stage;
+# debootstrap for its Debian 13 root; prometheus (promtool, and the server that scrapes the
+# endpoint) and curl; openssh-server and socat for the fleet tests; debhelper, pkg-config,
+# lintian, rpm, rpmlint for the packages; nodejs to evaluate the polkit rule.
+test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat debhelper pkg-config lintian rpm rpmlint nodejs"
+
+case "${1:-}" in
+    demo) wanted=$demo ;;
+    test) wanted=$test ;;
+    *) echo "usage: scripts/deps.sh demo|test" >&2; exit 2 ;;
+esac
+
+installed() {
+    dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+missing=""
+for p in $wanted; do
+    # nodejs may come from elsewhere (nvm, a tarball): what counts is a node on PATH.
+    if [ "$p" = nodejs ] && command -v node >/dev/null; then
+        continue
+    fi
+    installed "$p" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+line="apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing what is missing:$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; } || {
+        echo "could not install:$missing; run: $line" >&2
+        exit 1
+    }
+    exit 0
+fi
+echo "missing packages:$missing; run as root: $line" >&2
+exit 1
