@@ -842,6 +842,19 @@ mod tests {
             proptest::prop_assert!(batches <= n.div_ceil(step));
         }
 
+        /// Host names and host files as a user types them: parsing never panics, and what is
+        /// accepted has no character a shell or ssh would read as syntax.
+        #[test]
+        fn any_host_spec_is_parsed_without_panic(spec in ".{0,40}", file in ".{0,200}") {
+            if let Ok(h) = parse_host(&spec) {
+                proptest::prop_assert!(!h.name.starts_with('-'));
+                proptest::prop_assert!(h.name.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:[]".contains(c)), "{:?}", h.name);
+            }
+            for line in parse_hosts_file(&file) {
+                let _ = parse_host(&line);
+            }
+        }
+
         /// Whatever a host answers (exit code, bytes), judging it never panics, and a status
         /// counted as a success always carries the document.
         #[test]

@@ -639,8 +639,15 @@ mod tests {
     // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
     proptest::proptest! {
         #[test]
-        fn fuzz_settings_never_panic(kvs in proptest::collection::vec("(IMAGESERVING_PROBE[A-Z_]*=)?.{0,40}", 0..6)) {
+        fn fuzz_settings_never_panic(kvs in proptest::collection::vec("(IMAGESERVING_(PROBE|START)[A-Z_]*=)?.{0,40}", 0..6)) {
             let _ = ProbeSettings::from_environment("u", &kvs);
+            let _ = start_timeout("u", &kvs);
+        }
+
+        /// Whatever a component answers a probe with, reading its status line never panics.
+        #[test]
+        fn fuzz_status_lines_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = parse_status_line(&bytes);
         }
 
         #[test]

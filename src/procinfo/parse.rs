@@ -292,6 +292,14 @@ mod tests {
         let _ = cgroup_procs(bytes);
         let _ = proc_cgroup_path(bytes);
         let _ = single_u64(bytes);
+        let _ = btime(bytes);
+    }
+
+    #[test]
+    fn btime_is_read_from_proc_stat() {
+        let text = b"cpu  1 2 3\nintr 5\nctxt 9\nbtime 1764630000\nprocesses 7\n";
+        assert_eq!(btime(text).unwrap(), 1_764_630_000);
+        assert!(btime(b"cpu 1\n").is_err());
     }
 
     // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
