@@ -51,6 +51,10 @@ struct Args {
         value_name = "SECONDS"
     )]
     host_timeout: u64,
+    /// On a terminal, show every column of a table whole (status, the fleet's table)
+    /// instead of fitting it to the terminal's width. Piped output is always whole.
+    #[arg(short = 'l', long, global = true)]
+    full: bool,
     #[command(subcommand)]
     command: CommandArgs,
 }
@@ -147,6 +151,8 @@ pub struct Request {
     pub scope: Scope,
     /// Whether polkit may ask for a password on the terminal (`--no-ask-password` says no).
     pub ask_password: bool,
+    /// Tables whole on a terminal too (`--full`).
+    pub full: bool,
     /// What to do.
     pub command: Command,
 }
@@ -284,6 +290,7 @@ impl Request {
             fleet,
             scope,
             ask_password: !args.no_ask_password,
+            full: args.full,
             command,
         })
     }
@@ -333,11 +340,11 @@ fn one_line_usage_error(e: &clap::Error) -> String {
 pub fn execute(request: &Request) -> i32 {
     let scope = request.scope;
     if let Some(fleet) = &request.fleet {
-        return on_fleet(fleet, scope, &request.command);
+        return on_fleet(fleet, scope, &request.command, request.full);
     }
     let ask = request.ask_password;
     match request.command {
-        Command::Status(req, format) => status(scope, req, format),
+        Command::Status(req, format) => status(scope, req, format, request.full),
         Command::Alert(ref unit) => crate::alert::run(scope, unit),
         Command::Logs {
             member,
@@ -355,25 +362,49 @@ pub fn execute(request: &Request) -> i32 {
         Command::Metrics { http: true } => crate::serve::one_request(|| {
             crate::status::metrics_text(scope).map_err(|e| e.to_string())
         }),
-        Command::Start => control(scope, ask, "starting", TARGET, Stack::start),
-        Command::Stop => control(scope, ask, "stopping", TARGET, Stack::stop),
-        Command::Restart(None) => control(scope, ask, "restarting", TARGET, Stack::restart),
-        Command::Restart(Some(c)) => control(scope, ask, "restarting", c.unit(), |stack, p| {
-            stack.restart_component(c, p)
-        }),
+        Command::Start => control(
+            scope,
+            ask,
+            ("Starting", "Image Serving"),
+            TARGET,
+            Stack::start,
+        ),
+        Command::Stop => control(
+            scope,
+            ask,
+            ("Stopping", "Image Serving"),
+            TARGET,
+            Stack::stop,
+        ),
+        Command::Restart(None) => control(
+            scope,
+            ask,
+            ("Restarting", "Image Serving"),
+            TARGET,
+            Stack::restart,
+        ),
+        Command::Restart(Some(c)) => control(
+            scope,
+            ask,
+            ("Restarting", c.short_name()),
+            c.unit(),
+            |stack, p| stack.restart_component(c, p),
+        ),
     }
 }
 
+/// `(verb, what)`: `("Restarting", "svg")`, for the progress line and the interrupt message.
 fn control(
     scope: Scope,
     ask_password: bool,
-    doing: &str,
+    (verb, what): (&str, &str),
     unit: &str,
     action: impl FnOnce(&Stack, &mut Progress) -> Result<Outcome, Error>,
 ) -> i32 {
-    let mut progress = Progress::for_stderr();
+    let mut progress = Progress::for_stderr(&format!("{verb} {what}"));
     on_interrupt(format!(
-        "ImageServing: interrupted; systemd goes on {doing} {unit}: see 'ImageServing{} status'\n",
+        "ImageServing: interrupted; systemd goes on {} {unit}: see 'ImageServing{} status'\n",
+        verb.to_lowercase(),
         scope.flag()
     ));
     // As systemctl: on a terminal, polkit may ask for a password through a text agent.
@@ -385,7 +416,14 @@ fn control(
     progress.clear();
     match outcome {
         Ok(outcome) => {
-            output::out(&format!("{outcome}\n"));
+            // On a terminal, broken at spaces to fit: a line the terminal wraps is one it
+            // cannot erase or redraw.
+            let text = outcome.to_string();
+            let lines = match crate::terminal::stdout_width() {
+                Some(w) => crate::terminal::wrap(&text, w),
+                None => vec![text],
+            };
+            output::out(&format!("{}\n", lines.join("\n")));
             exit::OK
         }
         Err(e) => {
@@ -418,13 +456,14 @@ fn explain_from_journal(scope: Scope, unit: &str) {
     }
 }
 
-fn status(scope: Scope, req: StatusRequest, format: Format) -> i32 {
+fn status(scope: Scope, req: StatusRequest, format: Format, full: bool) -> i32 {
     match crate::status::collect(scope, req) {
         Ok(s) => {
             match format {
-                Format::Human => {
-                    output::out(&crate::status::human(&s, crate::status::Style::detect()))
-                }
+                Format::Human => output::out(&crate::status::human(
+                    &s,
+                    crate::status::Style::detect(full),
+                )),
                 Format::Json => match serde_json::to_string_pretty(&s) {
                     Ok(text) => output::out(&format!("{text}\n")),
                     Err(e) => return report(&Error::Encode(e.to_string()), exit::FAILURE),
@@ -473,7 +512,7 @@ fn on_interrupt(message: String) {
 
 /// Run the command on every host of `fleet` over ssh: a table (or `--json` for status), and a
 /// last line that sums up; the exit code is the most severe of the hosts'.
-fn on_fleet(fleet: &Fleet, scope: Scope, command: &Command) -> i32 {
+fn on_fleet(fleet: &Fleet, scope: Scope, command: &Command, full: bool) -> i32 {
     use crate::fleet::{self, Action};
     let mut hosts = Vec::new();
     for spec in &fleet.hosts {
@@ -507,7 +546,12 @@ fn on_fleet(fleet: &Fleet, scope: Scope, command: &Command) -> i32 {
             Err(e) => return report(&Error::Encode(e.to_string()), exit::FAILURE),
         }
     } else {
-        output::out(&fleet::table(&results, action));
+        let width = if full {
+            None
+        } else {
+            crate::terminal::stdout_width()
+        };
+        output::out(&fleet::table(&results, action, width));
     }
     output::err(&format!("{}\n", fleet::summary(&results, action, &left)));
     let code = fleet::exit_code(&results);

@@ -113,6 +113,31 @@ impl Member {
             Member::Component(c) => c.unit(),
         }
     }
+
+    /// The member whose unit is `unit`, if any.
+    pub fn from_unit(unit: &str) -> Option<Member> {
+        if unit == SUPERVISOR {
+            return Some(Member::Supervisor);
+        }
+        Component::from_unit(unit).map(Member::Component)
+    }
+
+    /// Its short name: `ps`, `is`, `svg` or `supervisor`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Member::Supervisor => "supervisor",
+            Member::Component(c) => c.short_name(),
+        }
+    }
+}
+
+/// The short name of a unit of the stack (`svg`, `supervisor`), or the unit's own name.
+pub fn label_of(unit: &str) -> &str {
+    match Member::from_unit(unit) {
+        Some(m) => m.label(),
+        None if unit == TARGET => "the target",
+        None => unit,
+    }
 }
 
 /// A name that is neither a component nor the supervisor.

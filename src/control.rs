@@ -225,11 +225,7 @@ impl Stack {
         let events = self.events()?;
         self.reset_failed(&[unit.name])?;
         let job = self.mgr.restart_unit(unit.name)?;
-        progress.show(&format!(
-            "Restarting {} ({})…",
-            component.title(),
-            component
-        ));
+        progress.show("waiting for the restart job");
         let result = self.wait_job(&events, &job, std::slice::from_ref(unit))?;
         let state = self.mgr.service_state(unit.path.as_str())?;
         // A unit that Restart= brings back is waited for as one that came up at once.
@@ -328,7 +324,7 @@ impl Stack {
             {
                 break;
             }
-            progress.show(&waiting_line(verb, watched, &last));
+            progress.show(&waiting_line(watched, &last));
             match events.next_event()? {
                 Event::JobRemoved {
                     job: done,
@@ -446,10 +442,8 @@ impl Stack {
                     limit,
                 });
             }
-            progress.show(&format!(
-                "{verb} Image Serving: waiting for {} to answer",
-                waiting.join(", ")
-            ));
+            let labels: Vec<String> = pending.iter().map(|(u, _, _)| u.label()).collect();
+            progress.show(&format!("waiting for {} to answer", labels.join(", ")));
             for (unit, _, _) in &pending {
                 let state = self.mgr.service_state(unit.path.as_str())?;
                 if state.has_failed() {
@@ -507,7 +501,7 @@ impl Stack {
             let running: Vec<&str> = infos
                 .iter()
                 .filter(|u| !u.active_state.is_down())
-                .map(|u| u.name.as_str())
+                .map(|u| component::label_of(&u.name))
                 .collect();
             if running.is_empty() {
                 break;
@@ -525,7 +519,7 @@ impl Stack {
                     });
                 }
             }
-            progress.show(&format!("Stopping: waiting for {}…", running.join(", ")));
+            progress.show(&format!("waiting for {} to stop", running.join(", ")));
             match events.next_event()? {
                 Event::JobRemoved { job: done, .. } if Some(&done) == job.as_ref() => {
                     job_gone = true;
@@ -561,26 +555,26 @@ fn mark_stale(watched: &[StackUnit], stale: &mut [bool], path: &OwnedObjectPath)
     }
 }
 
-fn waiting_line(verb: &str, watched: &[StackUnit], last: &HashMap<usize, ServiceState>) -> String {
+/// What the progress line says while jobs run: the members not active yet, with their
+/// state (`waiting for supervisor (activating), svg (auto-restart)`). The supervisor's own
+/// account (which component it waits for, and why) is in its `STATUS=`, and in the error
+/// when the start fails: a line that redraws stays short.
+fn waiting_line(watched: &[StackUnit], last: &HashMap<usize, ServiceState>) -> String {
     let waiting: Vec<String> = watched
         .iter()
         .enumerate()
         .filter_map(|(i, u)| {
             let state = last.get(&i)?;
-            if state.active_state == ActiveState::Active {
-                return None;
-            }
-            let detail = if u.component.is_none() && !state.status_text.is_empty() {
-                state.status_text.clone()
-            } else {
-                state.summary()
-            };
-            Some(format!("{} {}", u.label(), detail))
+            // "dead" with a job pending is a start that has not begun: the name says it.
+            (state.active_state != ActiveState::Active).then(|| match state.sub_state.as_str() {
+                "dead" | "" => u.label(),
+                sub => format!("{} ({sub})", u.label()),
+            })
         })
         .collect();
     if waiting.is_empty() {
-        format!("{verb} Image Serving…")
+        "waiting for systemd's jobs".to_owned()
     } else {
-        format!("{verb} Image Serving: waiting for {}", waiting.join(", "))
+        format!("waiting for {}", waiting.join(", "))
     }
 }

@@ -577,17 +577,33 @@ pub fn summary(results: &[HostResult], action: Action, not_restarted: &[String])
 }
 
 /// The table: one row per component of each host (status), or per host (actions), in the
-/// order the hosts were given.
-pub fn table(results: &[HostResult], action: Action) -> String {
-    let mut rows: Vec<[String; 7]> = vec![[
-        "HOST".into(),
-        "NAME".into(),
-        "STATE".into(),
-        "PID".into(),
-        "UPTIME".into(),
-        "RSS".into(),
-        "RESTARTS".into(),
-    ]];
+/// order the hosts were given; fitted to `width` when given (the restart count goes first,
+/// then the PID; the state or error is cut last).
+pub fn table(results: &[HostResult], action: Action, width: Option<usize>) -> String {
+    use crate::table::{Column, Fit};
+    let keep = |header| Column {
+        header,
+        fit: Fit::Keep,
+    };
+    let columns = [
+        keep("HOST"),
+        keep("NAME"),
+        Column {
+            header: "STATE",
+            fit: Fit::Cut(24),
+        },
+        Column {
+            header: "PID",
+            fit: Fit::Drop(2),
+        },
+        keep("UPTIME"),
+        keep("RSS"),
+        Column {
+            header: "RESTARTS",
+            fit: Fit::Drop(1),
+        },
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for r in results {
         let components = r
             .status
@@ -600,22 +616,14 @@ pub fn table(results: &[HostResult], action: Action) -> String {
             } else {
                 r.error.clone().unwrap_or_default()
             };
-            rows.push([
-                r.host.clone(),
-                "-".into(),
-                what,
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ]);
+            rows.push(vec![r.host.clone(), "-".into(), what]);
             continue;
         }
         for c in components {
             let text = |k: &str| c.pointer(k).and_then(serde_json::Value::as_str);
             let number = |k: &str| c.pointer(k).and_then(serde_json::Value::as_u64);
             let n = |k: &str| number(k).map_or("-".to_owned(), |v| v.to_string());
-            rows.push([
+            rows.push(vec![
                 r.host.clone(),
                 text("/name").unwrap_or("?").to_owned(),
                 format!(
@@ -630,23 +638,7 @@ pub fn table(results: &[HostResult], action: Action) -> String {
             ]);
         }
     }
-    let mut widths = [0usize; 7];
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&columns, &rows, width, |_, _, cell| cell).text
 }
 
 #[cfg(test)]
@@ -863,7 +855,7 @@ mod tests {
             if r.ok {
                 proptest::prop_assert!(r.status.is_some());
             }
-            let table = table(std::slice::from_ref(&r), Action::Status(None));
+            let table = table(std::slice::from_ref(&r), Action::Status(None), Some(60));
             proptest::prop_assert!(table.contains("h1"));
             let _ = judge("h1", Action::Restart(None), code, &out, &err);
         }

@@ -14,6 +14,9 @@
 //! - [`procinfo`] is the only module that reads procfs and the cgroup file system;
 //! - [`component`] is the only place that maps components to units;
 //! - [`fleet`] runs a command on many hosts over OpenSSH, and the rolling restart;
+//! - [`table`] lays out every table (status, the fleet), fitted to a terminal's width;
+//! - [`terminal`] knows the terminal's width and fits text to it;
+//! - [`progress`] draws the one progress line of `start`, `stop` and `restart`;
 //! - [`error`] holds the crate-level error and its exit codes;
 //! - [`output`] writes to stdout and stderr, quietly when the reader went away.
 
@@ -33,3 +36,5 @@ pub mod serve;
 pub mod status;
 pub mod supervisor;
 pub mod systemd;
+pub mod table;
+pub mod terminal;

@@ -1,23 +1,45 @@
-//! Human output of `status`: a table with humane units, coloured only on a terminal.
+//! Human output of `status`: a table with humane units, coloured only on a terminal and fitted
+//! to its width (see [`crate::table`]: the unit name goes first, then the component's title,
+//! the cgroup memory and the process count; the state is cut last; numbers never).
 
 use std::fmt::Write;
 
 use super::{StackStatus, UnitStatus};
+use crate::table::{Column, Fit};
+use crate::terminal;
 
 /// How to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
     /// ANSI colours (a terminal, and no `NO_COLOR`).
     pub color: bool,
+    /// The terminal's width to fit, when stdout is one (and `--full` was not asked for).
+    pub width: Option<usize>,
 }
 
 impl Style {
-    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty (no-color.org).
-    pub fn detect() -> Style {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty (no-color.org); its
+    /// width unless `full`.
+    pub fn detect(full: bool) -> Style {
         use std::io::IsTerminal;
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Style {
             color: std::io::stdout().is_terminal() && !no_color,
+            width: if full { None } else { terminal::stdout_width() },
+        }
+    }
+}
+
+/// Lines of `text`, each broken at spaces to fit `width` when there is one.
+fn fitted(out: &mut String, text: &str, width: Option<usize>) {
+    match width {
+        Some(w) => {
+            for line in terminal::wrap(text, w) {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "{text}");
         }
     }
 }
@@ -110,43 +132,80 @@ pub fn human(s: &StackStatus, style: Style) -> String {
     let mut out = String::new();
     let sup = &s.supervisor.detail;
     if !s.supervisor.running {
-        let _ = writeln!(
-            out,
-            "{}",
+        fitted(
+            &mut out,
             s.message
                 .as_deref()
-                .unwrap_or("The Server Supervisor is not running.")
+                .unwrap_or("The Server Supervisor is not running."),
+            style.width,
         );
         return out;
     }
     let pss = s.pss;
     let mem_label = if pss { "PSS" } else { "RSS" };
-    let _ = writeln!(
-        out,
+    // Painted after fitting: escape sequences take no columns.
+    let sup_line = format!(
         "Server Supervisor: {} pid {} up {} {} {}",
-        paint(style, state_color(sup), &state_text(sup)),
+        state_text(sup),
         opt(sup.pid),
         sup.uptime_seconds.map_or_else(|| "-".to_owned(), duration),
         mem_label.to_ascii_lowercase(),
         memory_cell(sup, pss),
     );
+    let mut sup_text = String::new();
+    fitted(&mut sup_text, &sup_line, style.width);
+    out.push_str(&sup_text.replacen(
+        &state_text(sup),
+        &paint(style, state_color(sup), &state_text(sup)),
+        1,
+    ));
     let header = [
-        "NAME",
-        "COMPONENT",
-        "UNIT",
-        "STATE",
-        "PID",
-        "UPTIME",
-        mem_label,
-        "CGROUP MEM",
-        "PROCS",
-        "RESTARTS",
+        Column {
+            header: "NAME",
+            fit: Fit::Keep,
+        },
+        Column {
+            header: "COMPONENT",
+            fit: Fit::Drop(2),
+        },
+        Column {
+            header: "UNIT",
+            fit: Fit::Drop(1),
+        },
+        Column {
+            header: "STATE",
+            fit: Fit::Cut(18),
+        },
+        Column {
+            header: "PID",
+            fit: Fit::Keep,
+        },
+        Column {
+            header: "UPTIME",
+            fit: Fit::Keep,
+        },
+        Column {
+            header: mem_label,
+            fit: Fit::Keep,
+        },
+        Column {
+            header: "CGROUP MEM",
+            fit: Fit::Drop(3),
+        },
+        Column {
+            header: "PROCS",
+            fit: Fit::Drop(4),
+        },
+        Column {
+            header: "RESTARTS",
+            fit: Fit::Keep,
+        },
     ];
-    let rows: Vec<[String; 10]> = s
+    let rows: Vec<Vec<String>> = s
         .components
         .iter()
         .map(|u| {
-            [
+            vec![
                 u.name.to_owned(),
                 u.title.to_owned(),
                 u.unit.to_owned(),
@@ -160,36 +219,20 @@ pub fn human(s: &StackStatus, style: Style) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    let table = crate::table::render(&header, &rows, style.width, |row, col, cell| {
+        match (col, s.components.get(row)) {
+            (3, Some(u)) => paint(style, state_color(u), &cell),
+            _ => cell,
         }
-    }
-    let line = |cells: &[String], colors: Option<&str>| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let padded = format!("{cell:<w$}");
-            let padded = if i == 3 {
-                colors.map_or(padded.clone(), |c| paint(style, c, &padded))
-            } else {
-                padded
-            };
-            l.push_str(&padded);
-            if i + 1 < cells.len() {
-                l.push_str("  ");
-            }
-        }
-        l.trim_end().to_owned()
+    });
+    out.push_str(&table.text);
+    let cgroup_shown = table.shown.get(7).copied().unwrap_or(false);
+    let legend = if cgroup_shown {
+        format!("{mem_label}: summed over every process of the unit; CGROUP MEM: systemd's MemoryCurrent (includes page cache).")
+    } else {
+        format!("{mem_label}: summed over every process of the unit.")
     };
-    let _ = writeln!(out, "{}", line(&header.map(str::to_owned), None));
-    for (row, u) in rows.iter().zip(&s.components) {
-        let _ = writeln!(out, "{}", line(row, Some(state_color(u))));
-    }
-    let _ = writeln!(
-        out,
-        "{mem_label}: summed over every process of the unit; CGROUP MEM: systemd's MemoryCurrent (includes page cache)."
-    );
+    fitted(&mut out, &legend, style.width);
     out
 }
 

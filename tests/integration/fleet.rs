@@ -252,3 +252,61 @@ fn a_host_whose_status_answer_cannot_be_read_is_its_error_with_exit_4() {
         );
     }
 }
+
+/// The fleet's table on a terminal of 60 and 80 columns: no line wraps, and no number is cut;
+/// piped, it is whole.
+#[test]
+fn the_fleet_table_fits_the_terminal() {
+    let doc = r#"{"scope":"system","supervisor":{"running":true},"components":[{"name":"ps","state":"active","sub_state":"running","pid":1234567,"uptime_seconds":93784,"memory":{"rss_bytes":641728102},"restarts":12}]}"#;
+    let answer = format!("echo '{doc}'");
+    let fake = FakeHosts::new(
+        "pty",
+        &[
+            ("img-01.example.org", &answer),
+            ("img-02.example.org", "echo 'ssh: connect to host img-02.example.org port 22: No route to host' >&2; exit 255"),
+        ],
+    );
+    for cols in [80, 60] {
+        let line = format!(
+            "stty cols {cols} rows 50; exec {IMAGESERVING} --host img-01.example.org,img-02.example.org status"
+        );
+        let out = run_with_timeout(
+            std::process::Command::new("script")
+                .args(["-qec", &line, "/dev/null"])
+                .env_clear()
+                .env(
+                    "PATH",
+                    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", fake.0.display()),
+                )
+                .env("HOME", &fake.0)
+                .env("IMAGESERVING_SSH_CONFIG", fake.0.join("config")),
+            Duration::from_secs(60),
+        );
+        let raw = String::from_utf8_lossy(&out.stdout);
+        let table: Vec<&str> = raw
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .take_while(|l| !l.contains("hosts running"))
+            .collect();
+        for l in &table {
+            assert!(l.chars().count() <= cols, "{cols}: {l:?}\n{raw}");
+        }
+        // Numbers are whole or left out, never cut.
+        assert!(
+            raw.contains("612.0 MiB") && raw.contains("1d 2h"),
+            "{cols}: {raw}"
+        );
+        assert!(cols < 80 || raw.contains("1234567"), "{cols}: {raw}");
+    }
+    let piped = fake.run(&["--host", "img-01.example.org,img-02.example.org", "status"]);
+    assert!(
+        piped.stdout.contains("No route to host"),
+        "{}",
+        piped.stdout
+    );
+    assert!(
+        piped.stdout.lines().any(|l| l.len() > 80),
+        "{}",
+        piped.stdout
+    );
+}

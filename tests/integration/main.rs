@@ -20,3 +20,4 @@ mod metrics;
 mod output;
 mod status;
 mod supervisor;
+mod terminal;
