@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::component::{Component, SUPERVISOR};
-use crate::error::{exit, Error};
+use crate::error::Error;
 use crate::journal;
 use crate::systemd::{ActiveState, Manager, Scope};
 
@@ -67,15 +67,11 @@ impl Alert {
     }
 }
 
-/// Gather the alert for `unit` and send it; returns the exit code.
-pub fn run(scope: Scope, unit: &str) -> i32 {
-    match gather(scope, unit) {
-        Ok(alert) => send(&alert),
-        Err(e) => {
-            crate::output::err(&format!("<3>ImageServing alert: {e}\n"));
-            e.exit_code()
-        }
-    }
+/// Gather the alert for `unit` and send it. Without a command, the alert is one journal
+/// entry at priority `crit`; a sent alert is logged at `notice`; a command that cannot be run
+/// or fails is [`Error::AlertNotSent`], which the caller logs at `crit`.
+pub fn run(scope: Scope, unit: &str) -> Result<(), Error> {
+    send(&gather(scope, unit)?)
 }
 
 fn gather(scope: Scope, unit: &str) -> Result<Alert, Error> {
@@ -117,30 +113,25 @@ fn gather(scope: Scope, unit: &str) -> Result<Alert, Error> {
     })
 }
 
-fn send(alert: &Alert) -> i32 {
+fn send(alert: &Alert) -> Result<(), Error> {
     let command = std::env::var(KEY_COMMAND)
         .ok()
         .filter(|c| !c.trim().is_empty());
     let Some(command) = command else {
         // No command: one entry at priority crit (the `<2>` prefix, sd-daemon(3)).
         crate::output::err(&format!("<2>{}\n", alert.summary));
-        return exit::OK;
+        return Ok(());
+    };
+    let not_sent = |why: String| Error::AlertNotSent {
+        summary: alert.summary.clone(),
+        why,
     };
     let child = Command::new("/bin/sh")
         .args(["-c", &command])
         .envs(alert.environment())
         .stdin(Stdio::piped())
         .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            crate::output::err(&format!(
-                "<2>{} (the alert command could not be run: {e})\n",
-                alert.summary
-            ));
-            return exit::FAILURE;
-        }
-    };
+    let mut child = child.map_err(|e| not_sent(format!("could not be run: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A command that does not read its input is fine.
         let _ = stdin.write_all(alert.text().as_bytes());
@@ -148,22 +139,10 @@ fn send(alert: &Alert) -> i32 {
     match child.wait() {
         Ok(status) if status.success() => {
             crate::output::err(&format!("<5>alert sent: {}\n", alert.summary));
-            exit::OK
+            Ok(())
         }
-        Ok(status) => {
-            crate::output::err(&format!(
-                "<2>{} (the alert command failed: {status})\n",
-                alert.summary
-            ));
-            exit::FAILURE
-        }
-        Err(e) => {
-            crate::output::err(&format!(
-                "<2>{} (waiting for the alert command: {e})\n",
-                alert.summary
-            ));
-            exit::FAILURE
-        }
+        Ok(status) => Err(not_sent(format!("failed: {status}"))),
+        Err(e) => Err(not_sent(format!("could not be waited for: {e}"))),
     }
 }
 

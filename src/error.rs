@@ -26,6 +26,9 @@ pub enum Error {
     /// The command line was wrong.
     #[error("{0}")]
     Usage(String),
+    /// A host given with `--host` or `--hosts` cannot be used.
+    #[error(transparent)]
+    Host(#[from] crate::fleet::HostError),
     /// Talking to the service manager failed.
     #[error(transparent)]
     Systemd(#[from] SystemdError),
@@ -117,6 +120,20 @@ pub enum Error {
         /// What was missing.
         what: String,
     },
+    /// The alert hook's command could not be run, or failed.
+    #[error("{summary} (the alert command {why})")]
+    AlertNotSent {
+        /// The alert's one line.
+        summary: String,
+        /// What went wrong with the command.
+        why: String,
+    },
+    /// The supervisor's bus connection ended (it reconnects; this never reaches a user).
+    #[error("lost the bus connection: {0}")]
+    BusLost(String),
+    /// The supervisor could not set up its signal handling.
+    #[error("cannot handle signals: {0}")]
+    Signals(String),
     /// The output could not be encoded.
     #[error("cannot encode the output as JSON: {0}")]
     Encode(String),
@@ -135,9 +152,19 @@ impl Error {
     /// The exit code for every command but `status`.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::Host(_) => exit::USAGE,
             Error::Systemd(SystemdError::PermissionDenied { .. }) => exit::PRIVILEGE,
             Error::NotInstalled { .. } | Error::Masked { .. } => exit::NOT_INSTALLED,
+            _ => exit::FAILURE,
+        }
+    }
+
+    /// The exit code of the supervisor daemon: 78 (`EX_CONFIG`, sysexits.h) for a bad
+    /// setting, which its unit does not restart on (`RestartPreventExitStatus=78`); 1 for
+    /// everything else, which it does.
+    pub fn daemon_exit_code(&self) -> i32 {
+        match self {
+            Error::Setting(_) => 78,
             _ => exit::FAILURE,
         }
     }
@@ -145,7 +172,7 @@ impl Error {
     /// The exit code for `status` (LSB: 4 when the state cannot be determined).
     pub fn status_exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::Host(_) => exit::USAGE,
             _ => exit::PRIVILEGE,
         }
     }

@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod alert;
 pub mod cli;
+pub mod commands;
 pub mod component;
 pub mod control;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod output;
 pub mod probe;
 pub mod procinfo;
 pub mod progress;
+pub mod request;
 pub mod serve;
 pub mod status;
 pub mod supervisor;

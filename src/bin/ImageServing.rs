@@ -1,5 +1,6 @@
-//! `ImageServing`: the operator's command. All the work is in [`imageserving::cli`].
+//! `ImageServing`: the operator's command. The command line is parsed by
+//! [`imageserving::cli`] and run by [`imageserving::commands`].
 
 fn main() {
-    std::process::exit(imageserving::cli::run());
+    std::process::exit(imageserving::commands::main());
 }

@@ -23,6 +23,7 @@ use sd_notify::NotifyState;
 use zbus::zvariant::OwnedObjectPath;
 
 use crate::component::{Component, SUPERVISOR};
+use crate::error::Error;
 use crate::probe::{self, ProbeSettings, SettingError};
 use crate::procinfo::{ProcReader, Sample};
 use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
@@ -35,30 +36,6 @@ const START_POLL: Duration = Duration::from_millis(50);
 /// The longest one call to the manager may take: a stalled manager stops the supervisor's
 /// loop for no longer than this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What stopped the supervisor.
-#[derive(Debug, thiserror::Error)]
-enum SupervisorError {
-    #[error(transparent)]
-    Systemd(#[from] SystemdError),
-    #[error(transparent)]
-    Setting(#[from] SettingError),
-    #[error("lost the bus connection: {0}")]
-    BusLost(String),
-    #[error("cannot handle signals: {0}")]
-    Signals(String),
-}
-
-impl SupervisorError {
-    /// 78 (`EX_CONFIG`, sysexits.h) for a bad setting, which the unit does not restart on;
-    /// 1 for everything else.
-    fn exit_code(&self) -> i32 {
-        match self {
-            SupervisorError::Setting(_) => 78,
-            _ => 1,
-        }
-    }
-}
 
 enum Msg {
     Unit(OwnedObjectPath),
@@ -184,7 +161,7 @@ pub fn run() -> i32 {
             let msg = e.to_string();
             log::log(Priority::Err, &msg);
             notify(&[NotifyState::Status(&format!("failed: {msg}"))]);
-            e.exit_code()
+            e.daemon_exit_code()
         }
     }
 }
@@ -215,7 +192,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(scope: Scope) -> Result<Supervisor, SupervisorError> {
+    fn new(scope: Scope) -> Result<Supervisor, Error> {
         let own: Vec<String> = std::env::var(probe::KEY_START_TIMEOUT)
             .map(|v| vec![format!("{}={v}", probe::KEY_START_TIMEOUT)])
             .unwrap_or_default();
@@ -291,7 +268,7 @@ impl Supervisor {
         }
     }
 
-    fn refresh(&mut self, only: Option<&OwnedObjectPath>) -> Result<(), SupervisorError> {
+    fn refresh(&mut self, only: Option<&OwnedObjectPath>) -> Result<(), Error> {
         for w in &mut self.watched {
             if only.is_some_and(|p| p != &w.path) {
                 continue;
@@ -341,7 +318,7 @@ impl Supervisor {
         Ok(())
     }
 
-    fn run(mut self) -> Result<(), SupervisorError> {
+    fn run(mut self) -> Result<(), Error> {
         log::log(
             Priority::Info,
             "starting: waiting for ps, is and svg to serve",
@@ -459,7 +436,7 @@ impl Supervisor {
     /// Wait for a message or `timeout`; handle it and what else is queued, so that a burst
     /// costs one pass. A lost bus connection is reconnected here. Returns `true` on a request
     /// to terminate.
-    fn wait(&mut self, timeout: Duration) -> Result<bool, SupervisorError> {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, Error> {
         let first = match self.rx.recv_timeout(timeout) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => return Ok(false),
@@ -472,12 +449,12 @@ impl Supervisor {
                 Msg::Unit(p) => self.refresh(Some(&p)),
                 Msg::Reloaded => self.reload_settings(),
                 Msg::Terminate => return Ok(self.terminate()),
-                Msg::BusLost(e) => Err(SupervisorError::BusLost(e)),
+                Msg::BusLost(e) => Err(Error::BusLost(e)),
             };
             let lost = match handled {
                 Ok(()) => continue,
-                Err(SupervisorError::BusLost(e)) => e,
-                Err(SupervisorError::Systemd(e)) if e.is_connection_lost() => e.to_string(),
+                Err(Error::BusLost(e)) => e,
+                Err(Error::Systemd(e)) if e.is_connection_lost() => e.to_string(),
                 Err(e) => return Err(e),
             };
             if self.reconnect(&lost) {
@@ -540,7 +517,7 @@ impl Supervisor {
 
     /// A new connection, with the units loaded, the signals subscribed and every state and
     /// probe setting read again; it replaces the old one only when all of that worked.
-    fn attach(&mut self) -> Result<(), SupervisorError> {
+    fn attach(&mut self) -> Result<(), Error> {
         let mgr = Manager::connect_within(self.scope, self.scope.bus_address(), CALL_TIMEOUT)?;
         let mut paths = Vec::with_capacity(self.watched.len());
         for w in &self.watched {
@@ -560,7 +537,7 @@ impl Supervisor {
     /// (`systemctl edit` changes them, and `systemctl edit` reloads). A setting that is now
     /// bad is logged and the old settings kept: a running supervisor does not stop watching
     /// over a typo; at its next start the bad setting stops it (exit 78), as always.
-    fn reload_settings(&mut self) -> Result<(), SupervisorError> {
+    fn reload_settings(&mut self) -> Result<(), Error> {
         let watchdog_period = self.watchdog_period;
         for w in &mut self.watched {
             let unit = w.component.unit();
@@ -610,7 +587,7 @@ impl Supervisor {
     }
 
     /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
-    fn monitor(mut self) -> Result<(), SupervisorError> {
+    fn monitor(mut self) -> Result<(), Error> {
         let mut next_ping = Instant::now();
         loop {
             let now = Instant::now();
@@ -807,10 +784,10 @@ fn subscribe(mgr: &Manager, paths: &[&str], tx: &Sender<Msg>) -> Result<(), Syst
     })
 }
 
-fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), SupervisorError> {
+fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| SupervisorError::Signals(e.to_string()))?;
+        .map_err(|e| Error::Signals(e.to_string()))?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             let _ = tx.send(Msg::Terminate);

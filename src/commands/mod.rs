@@ -1,0 +1,102 @@
+//! What each command does, given a [`Request`]: one small module per command, each a short
+//! composition of the floors below (the stack's jobs, status, the journal, the fleet) that
+//! prints the outcome and returns the exit code. The command line ([`crate::cli`]) is above
+//! and is never called from here.
+
+mod control;
+mod fleet;
+mod logs;
+mod status;
+
+use crate::component::TARGET;
+use crate::control::Stack;
+use crate::error::{exit, Error};
+use crate::output;
+use crate::request::{Command, Request};
+use crate::systemd::Scope;
+
+/// Run a parsed request; returns the process exit code.
+pub fn execute(request: &Request) -> i32 {
+    let scope = request.scope;
+    if let Some(fleet) = &request.fleet {
+        return fleet::run(fleet, scope, &request.command, request.full);
+    }
+    let ask = request.ask_password;
+    match request.command {
+        Command::Status(req, format) => status::status(scope, req, format, request.full),
+        Command::Alert(ref unit) => alert(scope, unit),
+        Command::Logs {
+            member,
+            follow,
+            lines,
+            ref since,
+        } => logs::logs(scope, member, follow, lines, since.as_deref()),
+        Command::Metrics { http: false } => status::metrics(scope),
+        Command::Metrics { http: true } => crate::serve::one_request(|| {
+            crate::status::metrics_text(scope).map_err(|e| e.to_string())
+        }),
+        Command::Start => control::control(
+            scope,
+            ask,
+            ("Starting", "Image Serving"),
+            TARGET,
+            Stack::start,
+        ),
+        Command::Stop => control::control(
+            scope,
+            ask,
+            ("Stopping", "Image Serving"),
+            TARGET,
+            Stack::stop,
+        ),
+        Command::Restart(None) => control::control(
+            scope,
+            ask,
+            ("Restarting", "Image Serving"),
+            TARGET,
+            Stack::restart,
+        ),
+        Command::Restart(Some(c)) => control::control(
+            scope,
+            ask,
+            ("Restarting", c.short_name()),
+            c.unit(),
+            |stack, p| stack.restart_component(c, p),
+        ),
+    }
+}
+
+/// `alert UNIT`: gather and send the alert; its lines carry the journal's priority prefix
+/// (`sd-daemon(3)`), as the unit runs it with its output in the journal.
+fn alert(scope: Scope, unit: &str) -> i32 {
+    match crate::alert::run(scope, unit) {
+        Ok(()) => exit::OK,
+        Err(e @ Error::AlertNotSent { .. }) => {
+            output::err(&format!("<2>{e}\n"));
+            e.exit_code()
+        }
+        Err(e) => {
+            output::err(&format!("<3>ImageServing alert: {e}\n"));
+            e.exit_code()
+        }
+    }
+}
+
+/// Print `e` as one line on stderr; returns `code`.
+pub(crate) fn report(e: &Error, code: i32) -> i32 {
+    output::err(&format!("ImageServing: {e}\n"));
+    code
+}
+
+/// The whole `ImageServing` command: parse the process's arguments and run them; returns
+/// the exit code.
+pub fn main() -> i32 {
+    match crate::cli::parse(std::env::args_os()) {
+        Ok(crate::cli::Parsed::Run(request)) => execute(&request),
+        Ok(crate::cli::Parsed::Print(text)) => {
+            output::out(&text);
+            exit::OK
+        }
+        Err(e) => report(&e, e.exit_code()),
+    }
+}

@@ -1,0 +1,74 @@
+//! What the operator asked for, in the crate's own terms: the command line ([`crate::cli`])
+//! parses into a [`Request`], and [`crate::commands`] runs it. Nothing here knows clap.
+
+use crate::component::{Component, Member};
+use crate::status::StatusRequest;
+use crate::systemd::Scope;
+
+/// Where a command runs: here, or on hosts over ssh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// The hosts, as given (validated when run).
+    pub hosts: Vec<String>,
+    /// How many at once.
+    pub parallel: usize,
+    /// How long one host may take.
+    pub deadline: std::time::Duration,
+    /// For restart: hosts per batch of a rolling restart.
+    pub serial: Option<usize>,
+}
+
+/// What the operator asked for, in the crate's own terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `None`: this host. Else the fleet to run it on.
+    pub fleet: Option<Fleet>,
+    /// Which manager.
+    pub scope: Scope,
+    /// Whether polkit may ask for a password on the terminal (`--no-ask-password` says no).
+    pub ask_password: bool,
+    /// Tables whole on a terminal too (`--full`).
+    pub full: bool,
+    /// What to do.
+    pub command: Command,
+}
+
+/// One action on the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `start`
+    Start,
+    /// `stop`
+    Stop,
+    /// `restart`, optionally of one component.
+    Restart(Option<Component>),
+    /// `status`, with how to print it.
+    Status(StatusRequest, Format),
+    /// `logs`: journalctl with the stack's units.
+    Logs {
+        /// Only this member's unit.
+        member: Option<Member>,
+        /// `-f`
+        follow: bool,
+        /// `-n N`
+        lines: Option<u32>,
+        /// `--since TIME`
+        since: Option<String>,
+    },
+    /// `alert UNIT`
+    Alert(String),
+    /// `metrics`, printed or served over HTTP.
+    Metrics {
+        /// Answer one HTTP request on stdin and stdout.
+        http: bool,
+    },
+}
+
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A table for people.
+    Human,
+    /// One JSON document.
+    Json,
+}
