@@ -42,9 +42,7 @@ impl Drop for Agent {
 /// Whether polkit may usefully ask: the system manager (a user manager needs no polkit),
 /// not root (who needs none), a person at a terminal, and not `--no-ask-password`.
 pub fn wanted(scope: Scope, ask_password: bool) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the effective user.
-    let euid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    let euid = crate::procinfo::effective_uid();
     ask_password && scope == Scope::System && euid != 0 && std::io::stdin().is_terminal()
 }
 

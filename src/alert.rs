@@ -87,9 +87,7 @@ fn gather(scope: Scope, unit: &str) -> Result<Alert, Error> {
     let mgr = Manager::connect(scope)?;
     let path = mgr.load_unit(unit)?;
     let state = mgr.service_state(path.as_str())?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
+    let host = crate::procinfo::hostname();
     let title = Component::from_unit(unit).map_or("Server Supervisor", Component::title);
     let summary = if state.active_state == ActiveState::Failed {
         format!(

@@ -26,6 +26,38 @@ pub fn unit_args(scope: Scope, units: &[&str]) -> Vec<String> {
     args
 }
 
+/// What to show of the journal.
+#[derive(Debug, Clone, Copy)]
+pub struct Selection<'a> {
+    /// Which manager's units.
+    pub scope: Scope,
+    /// The units.
+    pub units: &'a [&'a str],
+    /// Keep printing new entries (`--follow`).
+    pub follow: bool,
+    /// The last N entries.
+    pub lines: Option<u32>,
+    /// Entries since this time, as journalctl reads it.
+    pub since: Option<&'a str>,
+}
+
+/// Become `journalctl` showing `what`; returns only when it could not be run.
+pub fn show(what: &Selection<'_>) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("journalctl");
+    cmd.args(unit_args(what.scope, what.units));
+    if what.follow {
+        cmd.arg("--follow");
+    }
+    if let Some(n) = what.lines {
+        cmd.args(["--lines", &n.to_string()]);
+    }
+    if let Some(t) = what.since {
+        cmd.args(["--since", t]);
+    }
+    cmd.exec()
+}
+
 /// Whether this process may read the system journal: `Some(false)` when journal files exist
 /// and the first one found cannot be opened (not root, not in `systemd-journal` or `adm`),
 /// `None` when there is none to try (journalctl then says what it finds).

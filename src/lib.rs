@@ -1,24 +1,29 @@
 //! imageserving: systemd-native control of an Image Serving stack.
 //!
-//! A library with thin binaries on top (`src/bin/`):
-//! - [`agent`] runs polkit's text agent while a command may need a password;
-//! - [`alert`] gathers and sends the alert of a unit that failed for good;
-//! - [`journal`] is the only place that runs `journalctl`;
-//! - [`cli`] turns the command line into a [`Request`](cli::Request) and runs it;
-//! - [`control`] starts, stops and restarts the stack through systemd jobs;
-//! - [`status`] gathers and renders `status` (one D-Bus round trip, then procfs);
-//! - [`supervisor`] is the Server Supervisor daemon (`Type=notify`);
-//! - [`probe`] says what "serving" means for a component, for both of the above;
-//! - [`serve`] answers one HTTP request for the socket-activated metrics endpoint;
-//! - [`systemd`] is the only module that speaks D-Bus;
-//! - [`procinfo`] is the only module that reads procfs and the cgroup file system;
-//! - [`component`] is the only place that maps components to units;
-//! - [`fleet`] runs a command on many hosts over OpenSSH, and the rolling restart;
-//! - [`table`] lays out every table (status, the fleet), fitted to a terminal's width;
-//! - [`terminal`] knows the terminal's width and fits text to it;
-//! - [`progress`] draws the one progress line of `start`, `stop` and `restart`;
-//! - [`error`] holds the crate-level error and its exit codes;
-//! - [`output`] writes to stdout and stderr, quietly when the reader went away.
+//! A library with thin binaries on top (`src/bin/`). A request flows down these floors, never
+//! back up:
+//!
+//! 1. [`cli`] turns the command line into a [`Request`](request::Request) (clap stays there);
+//! 2. [`commands`] runs it: one small module per command, printing the outcome and returning
+//!    the exit code;
+//! 3. the work, each in one place:
+//!    - [`control`] starts, stops and restarts the stack through systemd jobs;
+//!    - [`status`] gathers `status` and `metrics` (one D-Bus round trip, then procfs);
+//!    - [`fleet`] runs a command on many hosts over OpenSSH, and the rolling restart;
+//!    - [`alert`] gathers and sends the alert of a unit that failed for good;
+//!    - [`serve`] answers one HTTP request for the socket-activated metrics endpoint;
+//!    - [`agent`] runs polkit's text agent while a command may need a password;
+//!    - [`supervisor`] is the Server Supervisor daemon (`Type=notify`);
+//! 4. below them, the shared ground:
+//!    - [`systemd`] is the only module that speaks D-Bus;
+//!    - [`procinfo`] is the only module that reads procfs and the cgroup file system;
+//!    - [`journal`] is the only module that runs `journalctl`;
+//!    - [`probe`] says what "serving" means for a component, and asks it;
+//!    - [`component`] is the only place that maps components to units and names;
+//!    - [`table`], [`terminal`], [`progress`] and [`output`] lay out and write what the user
+//!      sees (tables fitted to the terminal, the progress line, quiet on a closed pipe);
+//!    - [`request`] is what was asked, [`error`] every failure a user can see, with its exit
+//!      code.
 
 pub mod agent;
 pub mod alert;

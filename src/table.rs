@@ -151,6 +151,34 @@ fn total(widths: &[usize], shown: &[bool]) -> usize {
     cells.iter().sum::<usize>() + 2 * cells.len().saturating_sub(1)
 }
 
+/// Humane units for table cells.
+/// `2h 13m`, `45s`, `3d 4h`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// `612.4 MiB`, `3.1 GiB`, `812.0 KiB`, `0 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // one decimal is all we print
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS.get(unit).copied().unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

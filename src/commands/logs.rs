@@ -2,6 +2,7 @@
 
 use crate::component::Member;
 use crate::error::exit;
+use crate::journal::Selection;
 use crate::output;
 use crate::systemd::Scope;
 
@@ -14,7 +15,6 @@ pub(super) fn logs(
     lines: Option<u32>,
     since: Option<&str>,
 ) -> i32 {
-    use std::os::unix::process::CommandExt;
     // journalctl itself would say "No journal files were found" and exit 1; this is a
     // permission problem, with its own exit code and what to do.
     if scope == Scope::System && crate::journal::system_journal_readable() == Some(false) {
@@ -25,18 +25,13 @@ pub(super) fn logs(
         Some(m) => vec![m.unit()],
         None => crate::component::stack_units().collect(),
     };
-    let mut cmd = std::process::Command::new("journalctl");
-    cmd.args(crate::journal::unit_args(scope, &units));
-    if follow {
-        cmd.arg("--follow");
-    }
-    if let Some(n) = lines {
-        cmd.args(["--lines", &n.to_string()]);
-    }
-    if let Some(t) = since {
-        cmd.args(["--since", t]);
-    }
-    let e = cmd.exec();
+    let e = crate::journal::show(&Selection {
+        scope,
+        units: &units,
+        follow,
+        lines,
+        since,
+    });
     output::err(&format!(
         "ImageServing: cannot run journalctl: {e} (is systemd's journalctl installed?)\n"
     ));

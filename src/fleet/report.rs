@@ -107,8 +107,8 @@ pub fn table(results: &[HostResult], action: Action, width: Option<usize>) -> St
                     text("/sub_state").unwrap_or("?")
                 ),
                 n("/pid"),
-                number("/uptime_seconds").map_or("-".into(), crate::status::format_duration),
-                number("/memory/rss_bytes").map_or("-".into(), crate::status::format_bytes),
+                number("/uptime_seconds").map_or("-".into(), crate::table::duration),
+                number("/memory/rss_bytes").map_or("-".into(), crate::table::bytes),
                 n("/restarts"),
             ]);
         }

@@ -57,6 +57,20 @@ impl Usage {
     }
 }
 
+/// This process's effective user ID: the owner of `/proc/self` (no libc binding needed);
+/// 0 when procfs cannot be read.
+pub fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
+
+/// This host's name (`/proc/sys/kernel/hostname`); empty when it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Reads procfs files of processes into a reused buffer.
 pub struct ProcReader {
     root: PathBuf,

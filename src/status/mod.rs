@@ -20,7 +20,7 @@ use crate::procinfo::{CgroupReader, ProcReader, Sample, Usage};
 use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
 
 pub use metrics::prometheus;
-pub use render::{bytes as format_bytes, duration as format_duration, human, Style};
+pub use render::{human, Style};
 
 /// What `status` was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::{StackStatus, UnitStatus};
-use crate::table::{Column, Fit};
+use crate::table::{bytes, duration, Column, Fit};
 use crate::terminal;
 
 /// How to print.
@@ -42,33 +42,6 @@ fn fitted(out: &mut String, text: &str, width: Option<usize>) {
             let _ = writeln!(out, "{text}");
         }
     }
-}
-
-/// `2h 13m`, `45s`, `3d 4h`.
-pub fn duration(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m {s}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h"),
-    }
-}
-
-/// `612.4 MiB`, `3.1 GiB`, `812.0 KiB`, `0 B`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    #[allow(clippy::cast_precision_loss)] // one decimal is all we print
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS.get(unit).copied().unwrap_or_default())
 }
 
 fn paint(style: Style, code: &str, text: &str) -> String {

@@ -12,9 +12,12 @@
 //! is). A lost bus connection (dbus-daemon restarted) is not a crash: the supervisor connects
 //! again, subscribes again, re-reads every state and goes on watching.
 
+mod bus;
 mod health;
 mod log;
+mod monitor;
 mod served;
+mod watched;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -25,11 +28,13 @@ use zbus::zvariant::OwnedObjectPath;
 use crate::component::{Component, SUPERVISOR};
 use crate::error::Error;
 use crate::probe::{self, ProbeSettings, SettingError};
-use crate::procinfo::{ProcReader, Sample};
-use crate::systemd::{ActiveState, Event, Manager, Scope, SystemdError};
-use health::{Health, Step};
+use crate::procinfo::ProcReader;
+use crate::systemd::{ActiveState, Manager, Scope};
+use bus::subscribe;
+use health::Health;
 use log::Priority;
 use served::Served;
+use watched::Watched;
 
 /// How often probes run while the stack is starting.
 const START_POLL: Duration = Duration::from_millis(50);
@@ -42,84 +47,6 @@ enum Msg {
     Reloaded,
     Terminate,
     BusLost(String),
-}
-
-/// One watched component: what systemd says of its unit, and (when it has a probe) what
-/// its probes say ([`Health`], where the decisions are made).
-struct Watched {
-    component: Component,
-    path: OwnedObjectPath,
-    state: ActiveState,
-    sub_state: String,
-    main_pid: u32,
-    /// The id of the job pending for its unit, 0 when none.
-    job_id: u32,
-    /// `None` for a component without a probe: it serves when its unit is active.
-    health: Option<Health>,
-}
-
-impl Watched {
-    fn serving(&self) -> bool {
-        match &self.health {
-            Some(h) => h.serving(),
-            None => self.state == ActiveState::Active,
-        }
-    }
-
-    fn settings(&self) -> Option<&ProbeSettings> {
-        self.health.as_ref().map(Health::settings)
-    }
-
-    /// Down with no job pending that would bring it up: the operator stopped it (`inactive`)
-    /// or systemd gave up on it (`failed`). Nothing will change unless someone acts, so the
-    /// supervisor does not wait for it, and does not start it either: that is the operator's
-    /// call (`ImageServing start`, `restart NAME`). It is taken up again once it is active.
-    fn settled_down(&self) -> bool {
-        self.state.is_down() && self.job_id == 0
-    }
-
-    /// Why it does not serve, for `STATUS=` once the stack runs.
-    fn problem(&self) -> String {
-        if self.settled_down() && self.state == ActiveState::Failed {
-            format!(
-                "{} failed, given up by systemd (reset with 'ImageServing start')",
-                self.component
-            )
-        } else if self.settled_down() {
-            format!(
-                "{} stopped (not started by the supervisor; 'ImageServing start' starts it)",
-                self.component
-            )
-        } else if self.health.as_ref().is_some_and(Health::refused) {
-            format!("{} given up (restart refused)", self.component)
-        } else {
-            self.describe_wait()
-        }
-    }
-
-    fn describe_wait(&self) -> String {
-        if self.state != ActiveState::Active {
-            format!(
-                "{} {} ({})",
-                self.component,
-                self.state.as_str(),
-                self.sub_state
-            )
-        } else {
-            match self
-                .health
-                .as_ref()
-                .and_then(|h| Some((h, h.last_error()?)))
-            {
-                Some((h, e)) => format!(
-                    "{} not answering on {}: {e}",
-                    self.component,
-                    h.settings().target
-                ),
-                None => format!("{} not yet probed", self.component),
-            }
-        }
-    }
 }
 
 /// Parse the supervisor's arguments (`--user`/`--system`; the default is the manager that
@@ -464,75 +391,6 @@ impl Supervisor {
         Ok(false)
     }
 
-    /// The bus connection is gone (dbus-daemon or the manager restarted): connect again,
-    /// subscribe again and re-read every state and setting, as often as it takes, with a
-    /// back-off from 0.1 to 5 s. Probes pause meanwhile (no restart could be asked for);
-    /// the watchdog is pinged (sd_notify does not go through the bus), so a bus restart is
-    /// never a supervisor restart. Returns `true` on a request to terminate.
-    fn reconnect(&mut self, why: &str) -> bool {
-        log::log(
-            Priority::Warning,
-            &format!("lost the bus connection ({why}); reconnecting"),
-        );
-        self.set_status(format!("reconnecting to the bus: {why}"));
-        let since = Instant::now();
-        let mut pause = Duration::from_millis(100);
-        let mut attempts = 0u32;
-        loop {
-            // Stale messages of the old connection are dropped; a SIGTERM is not.
-            let until = Instant::now() + pause;
-            while let Ok(msg) = self
-                .rx
-                .recv_timeout(until.saturating_duration_since(Instant::now()))
-            {
-                if matches!(msg, Msg::Terminate) {
-                    return self.terminate();
-                }
-            }
-            if self.watchdog.is_some() {
-                notify(&[NotifyState::Watchdog]);
-            }
-            attempts += 1;
-            match self.attach() {
-                Ok(()) => {
-                    log::log(
-                        Priority::Notice,
-                        &format!(
-                            "reconnected to the bus after {:.1}s ({attempts} attempts)",
-                            since.elapsed().as_secs_f64()
-                        ),
-                    );
-                    return false;
-                }
-                // One line for the first failure and then one a minute or so, not one per try.
-                Err(e) if attempts == 1 || attempts.is_multiple_of(12) => log::log(
-                    Priority::Warning,
-                    &format!("cannot reconnect to the bus yet (attempt {attempts}): {e}"),
-                ),
-                Err(_) => {}
-            }
-            pause = (pause * 2).min(Duration::from_secs(5));
-        }
-    }
-
-    /// A new connection, with the units loaded, the signals subscribed and every state and
-    /// probe setting read again; it replaces the old one only when all of that worked.
-    fn attach(&mut self) -> Result<(), Error> {
-        let mgr = Manager::connect_within(self.scope, self.scope.bus_address(), CALL_TIMEOUT)?;
-        let mut paths = Vec::with_capacity(self.watched.len());
-        for w in &self.watched {
-            paths.push(mgr.load_unit(w.component.unit())?);
-        }
-        let strs: Vec<&str> = paths.iter().map(|p| p.as_str()).collect();
-        subscribe(&mgr, &strs, &self.tx)?;
-        self.mgr = mgr;
-        for (w, path) in self.watched.iter_mut().zip(paths) {
-            w.path = path;
-        }
-        self.refresh(None)?;
-        self.reload_settings()
-    }
-
     /// After a `daemon-reload`, take up the components' probe settings as they are now
     /// (`systemctl edit` changes them, and `systemctl edit` reloads). A setting that is now
     /// bad is logged and the old settings kept: a running supervisor does not stop watching
@@ -585,165 +443,6 @@ impl Supervisor {
         log::log(Priority::Info, "stopping on request");
         true
     }
-
-    /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
-    fn monitor(mut self) -> Result<(), Error> {
-        let mut next_ping = Instant::now();
-        loop {
-            let now = Instant::now();
-            self.probe_round(now);
-            let summary = self.summary();
-            self.set_status(summary);
-            if let Some(wd) = self.watchdog {
-                if now >= next_ping {
-                    notify(&[NotifyState::Watchdog]);
-                    next_ping = now + wd;
-                }
-            }
-            let mut wake = self
-                .watched
-                .iter()
-                .filter(|w| w.state == ActiveState::Active)
-                .filter_map(|w| w.health.as_ref().map(Health::next_probe))
-                .min()
-                .unwrap_or(now + Duration::from_secs(60));
-            if self.watchdog.is_some() {
-                wake = wake.min(next_ping);
-            }
-            if self.wait(wake.saturating_duration_since(Instant::now()))? {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Probe every component that is due, all at once: one round takes at most the longest
-    /// probe timeout, whatever hangs, so the loop that pings the watchdog is never held up
-    /// longer than that.
-    fn probe_round(&mut self, now: Instant) {
-        let mut due = Vec::new();
-        let mut outcomes = Vec::new();
-        let mut probes = Vec::new();
-        for (i, w) in self.watched.iter_mut().enumerate() {
-            let Some(h) = &mut w.health else {
-                continue;
-            };
-            if w.state != ActiveState::Active || !h.take_due(now) {
-                continue;
-            }
-            due.push(i);
-            // A process stopped by a signal still has its port open (the kernel completes
-            // TCP handshakes into the backlog), so a connect probe alone would call it
-            // serving.
-            if w.main_pid > 0 && self.procs.run_state(w.main_pid) == Sample::Value('T') {
-                outcomes.push(Some(Err(format!(
-                    "its main process {} is stopped (SIGSTOP)",
-                    w.main_pid
-                ))));
-            } else {
-                outcomes.push(None);
-                probes.push((h.settings().target.clone(), h.settings().timeout));
-            }
-        }
-        let mut probed = probe::check_all(&probes).into_iter();
-        for (i, outcome) in due.into_iter().zip(outcomes) {
-            let outcome = outcome
-                .or_else(|| probed.next())
-                .unwrap_or_else(|| Err("no probe result".to_owned()));
-            self.apply(i, now, outcome);
-        }
-    }
-
-    /// Act on one probe's outcome as [`Health`] decides: log, and restart the component
-    /// through systemd when its failures reach the limit and the back-off allows.
-    fn apply(&mut self, i: usize, now: Instant, outcome: Result<(), String>) {
-        let Some(w) = self.watched.get_mut(i) else {
-            return;
-        };
-        let Some(h) = &mut w.health else {
-            return;
-        };
-        let target = h.settings().target.clone();
-        match h.probed(now, outcome) {
-            Step::Quiet | Step::Starting => {}
-            Step::BackingOff => {
-                if let Some(left) = h.backoff_news(now) {
-                    log::log(
-                        Priority::Warning,
-                        &format!(
-                            "{} still not answering on {target} ({}); backing off: the next restart comes in {}s at the earliest",
-                            w.component,
-                            h.last_error().unwrap_or_default(),
-                            left.as_secs()
-                        ),
-                    );
-                }
-            }
-            Step::NowServing => log::log(
-                Priority::Info,
-                &format!("{} serves on {target}", w.component),
-            ),
-            Step::Failed { count, limit } => log::log(
-                Priority::Warning,
-                &format!(
-                    "{} probe {target} failed ({count}/{limit}): {}",
-                    w.component,
-                    h.last_error().unwrap_or_default()
-                ),
-            ),
-            Step::Restart { failures } => {
-                let unit = w.component.unit();
-                let why = h.last_error().unwrap_or_default().to_owned();
-                match self.mgr.restart_unit(unit) {
-                    Ok(_) => {
-                        log::log(
-                            Priority::Warning,
-                            &format!(
-                                "restarting {unit}: {failures} consecutive probe failures, last: {why}"
-                            ),
-                        );
-                        h.restarted(now);
-                    }
-                    // The bus went away under the call: the reconnect follows, and the
-                    // failures still count, so the restart is asked for again then.
-                    Err(e) if e.is_connection_lost() => log::log(
-                        Priority::Warning,
-                        &format!("cannot restart {unit} now: {e}"),
-                    ),
-                    Err(e) => {
-                        if h.restart_refused(now) {
-                            log::log(
-                                Priority::Err,
-                                &format!("giving up on {unit} for now: restart refused: {e}"),
-                            );
-                            // The operator's alert hook, once per give-up.
-                            let alert = format!("imageserving-alert@{unit}.service");
-                            if let Err(e) = self.mgr.start_unit(&alert) {
-                                log::log(Priority::Err, &format!("cannot start {alert}: {e}"));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn summary(&self) -> String {
-        let serving = self.watched.iter().filter(|w| w.serving()).count();
-        let total = self.watched.len();
-        if serving == total {
-            return format!("{serving}/{total} components serving");
-        }
-        let problems: Vec<String> = self
-            .watched
-            .iter()
-            .filter(|w| !w.serving())
-            .map(Watched::problem)
-            .collect();
-        format!(
-            "{serving}/{total} components serving; {}",
-            problems.join(", ")
-        )
-    }
 }
 
 /// A probe round (at most the longest probe timeout) must fit in half the watchdog period;
@@ -767,21 +466,6 @@ fn check_probe_fits_watchdog(
         }),
         _ => Ok(()),
     }
-}
-
-/// Forward the manager's signals about `paths` to the main loop, until the connection ends
-/// (then a [`Msg::BusLost`] is the last message).
-fn subscribe(mgr: &Manager, paths: &[&str], tx: &Sender<Msg>) -> Result<(), SystemdError> {
-    let tx = tx.clone();
-    mgr.watch(paths, move |event| {
-        let msg = match event {
-            Ok(Event::UnitChanged { path }) => Msg::Unit(path),
-            Ok(Event::Reloaded) => Msg::Reloaded,
-            Ok(Event::JobRemoved { .. }) => return true,
-            Err(e) => Msg::BusLost(e.to_string()),
-        };
-        tx.send(msg).is_ok()
-    })
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), Error> {

@@ -1,0 +1,176 @@
+//! Phase 2 of the supervisor: probe each component when due, restart through systemd what
+//! stops serving (as [`Health`] decides), and say where things stand in `STATUS=`.
+
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+use super::health::{Health, Step};
+use super::log::{self, Priority};
+use super::watched::Watched;
+use super::{notify, Supervisor};
+use crate::error::Error;
+use crate::probe;
+use crate::procinfo::Sample;
+use crate::systemd::ActiveState;
+
+impl Supervisor {
+    /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
+    pub(super) fn monitor(mut self) -> Result<(), Error> {
+        let mut next_ping = Instant::now();
+        loop {
+            let now = Instant::now();
+            self.probe_round(now);
+            let summary = self.summary();
+            self.set_status(summary);
+            if let Some(wd) = self.watchdog {
+                if now >= next_ping {
+                    notify(&[NotifyState::Watchdog]);
+                    next_ping = now + wd;
+                }
+            }
+            let mut wake = self
+                .watched
+                .iter()
+                .filter(|w| w.state == ActiveState::Active)
+                .filter_map(|w| w.health.as_ref().map(Health::next_probe))
+                .min()
+                .unwrap_or(now + Duration::from_secs(60));
+            if self.watchdog.is_some() {
+                wake = wake.min(next_ping);
+            }
+            if self.wait(wake.saturating_duration_since(Instant::now()))? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Probe every component that is due, all at once: one round takes at most the longest
+    /// probe timeout, whatever hangs, so the loop that pings the watchdog is never held up
+    /// longer than that.
+    fn probe_round(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut probes = Vec::new();
+        for (i, w) in self.watched.iter_mut().enumerate() {
+            let Some(h) = &mut w.health else {
+                continue;
+            };
+            if w.state != ActiveState::Active || !h.take_due(now) {
+                continue;
+            }
+            due.push(i);
+            // A process stopped by a signal still has its port open (the kernel completes
+            // TCP handshakes into the backlog), so a connect probe alone would call it
+            // serving.
+            if w.main_pid > 0 && self.procs.run_state(w.main_pid) == Sample::Value('T') {
+                outcomes.push(Some(Err(format!(
+                    "its main process {} is stopped (SIGSTOP)",
+                    w.main_pid
+                ))));
+            } else {
+                outcomes.push(None);
+                probes.push((h.settings().target.clone(), h.settings().timeout));
+            }
+        }
+        let mut probed = probe::check_all(&probes).into_iter();
+        for (i, outcome) in due.into_iter().zip(outcomes) {
+            let outcome = outcome
+                .or_else(|| probed.next())
+                .unwrap_or_else(|| Err("no probe result".to_owned()));
+            self.apply(i, now, outcome);
+        }
+    }
+
+    /// Act on one probe's outcome as [`Health`] decides: log, and restart the component
+    /// through systemd when its failures reach the limit and the back-off allows.
+    fn apply(&mut self, i: usize, now: Instant, outcome: Result<(), String>) {
+        let Some(w) = self.watched.get_mut(i) else {
+            return;
+        };
+        let Some(h) = &mut w.health else {
+            return;
+        };
+        let target = h.settings().target.clone();
+        match h.probed(now, outcome) {
+            Step::Quiet | Step::Starting => {}
+            Step::BackingOff => {
+                if let Some(left) = h.backoff_news(now) {
+                    log::log(
+                        Priority::Warning,
+                        &format!(
+                            "{} still not answering on {target} ({}); backing off: the next restart comes in {}s at the earliest",
+                            w.component,
+                            h.last_error().unwrap_or_default(),
+                            left.as_secs()
+                        ),
+                    );
+                }
+            }
+            Step::NowServing => log::log(
+                Priority::Info,
+                &format!("{} serves on {target}", w.component),
+            ),
+            Step::Failed { count, limit } => log::log(
+                Priority::Warning,
+                &format!(
+                    "{} probe {target} failed ({count}/{limit}): {}",
+                    w.component,
+                    h.last_error().unwrap_or_default()
+                ),
+            ),
+            Step::Restart { failures } => {
+                let unit = w.component.unit();
+                let why = h.last_error().unwrap_or_default().to_owned();
+                match self.mgr.restart_unit(unit) {
+                    Ok(_) => {
+                        log::log(
+                            Priority::Warning,
+                            &format!(
+                                "restarting {unit}: {failures} consecutive probe failures, last: {why}"
+                            ),
+                        );
+                        h.restarted(now);
+                    }
+                    // The bus went away under the call: the reconnect follows, and the
+                    // failures still count, so the restart is asked for again then.
+                    Err(e) if e.is_connection_lost() => log::log(
+                        Priority::Warning,
+                        &format!("cannot restart {unit} now: {e}"),
+                    ),
+                    Err(e) => {
+                        if h.restart_refused(now) {
+                            log::log(
+                                Priority::Err,
+                                &format!("giving up on {unit} for now: restart refused: {e}"),
+                            );
+                            // The operator's alert hook, once per give-up.
+                            let alert = format!("imageserving-alert@{unit}.service");
+                            if let Err(e) = self.mgr.start_unit(&alert) {
+                                log::log(Priority::Err, &format!("cannot start {alert}: {e}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn summary(&self) -> String {
+        let serving = self.watched.iter().filter(|w| w.serving()).count();
+        let total = self.watched.len();
+        if serving == total {
+            return format!("{serving}/{total} components serving");
+        }
+        let problems: Vec<String> = self
+            .watched
+            .iter()
+            .filter(|w| !w.serving())
+            .map(Watched::problem)
+            .collect();
+        format!(
+            "{serving}/{total} components serving; {}",
+            problems.join(", ")
+        )
+    }
+}
