@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::component::{Component, SUPERVISOR};
+use crate::component::{Component, Member, SUPERVISOR};
 use crate::error::Error;
 use crate::journal;
 use crate::systemd::{ActiveState, Manager, Scope};
@@ -75,15 +75,11 @@ pub fn run(scope: Scope, unit: &str) -> Result<(), Error> {
 }
 
 fn gather(scope: Scope, unit: &str) -> Result<Alert, Error> {
-    let name = match Component::from_unit(unit) {
-        Some(c) => c.short_name(),
-        None if unit == SUPERVISOR => "supervisor",
-        None => {
-            return Err(Error::Usage(format!(
-                "'{unit}' is not a unit of the stack: alerts are for {SUPERVISOR} and the components' units"
-            )))
-        }
-    };
+    let name = Member::from_unit(unit).map(Member::label).ok_or_else(|| {
+        Error::Usage(format!(
+            "'{unit}' is not a unit of the stack: alerts are for {SUPERVISOR} and the components' units"
+        ))
+    })?;
     let mgr = Manager::connect(scope)?;
     let path = mgr.load_unit(unit)?;
     let state = mgr.service_state(path.as_str())?;

@@ -5,7 +5,6 @@
 //! state on each signal until the job is gone and the units are where they should be. Nothing
 //! sleeps; a unit that fails ends the wait at once with the unit's own account of why.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use zbus::zvariant::OwnedObjectPath;
@@ -14,7 +13,7 @@ use crate::component::{self, Component, TARGET};
 use crate::error::Error;
 use crate::probe::{self, ProbeSettings};
 use crate::progress::Progress;
-use crate::systemd::{ActiveState, Event, Events, Manager, Scope, ServiceState, UnitInfo};
+use crate::systemd::{ActiveState, JobWait, Manager, Scope, ServiceState, UnitInfo, Verdict};
 
 /// How long a call may wait while polkit asks the user for a password.
 const PASSWORD_WAIT: Duration = Duration::from_secs(300);
@@ -37,10 +36,7 @@ struct StackUnit {
 
 impl StackUnit {
     fn label(&self) -> String {
-        match self.component {
-            Some(c) => c.short_name().to_owned(),
-            None => "supervisor".to_owned(),
-        }
+        component::label_of(self.name).to_owned()
     }
 
     fn failure(&self, state: &ServiceState) -> Error {
@@ -164,10 +160,10 @@ impl Stack {
         Ok(())
     }
 
-    fn events(&self) -> Result<Events, Error> {
-        let mut paths: Vec<&str> = self.services.iter().map(|u| u.path.as_str()).collect();
-        paths.push(self.target.as_str());
-        Ok(self.mgr.events(&paths)?)
+    /// Listen for the signals of `units` (before their job is enqueued).
+    fn listen(&self, units: &[StackUnit]) -> Result<JobWait<'_>, Error> {
+        let paths: Vec<&str> = units.iter().map(|u| u.path.as_str()).collect();
+        Ok(JobWait::subscribe(&self.mgr, &paths)?)
     }
 
     /// Clear earlier failures and start-limit counters, so that this start is judged on its
@@ -190,20 +186,20 @@ impl Stack {
     /// Start the target and wait until the supervisor reports the stack ready.
     pub fn start(&self, progress: &mut Progress) -> Result<Outcome, Error> {
         self.startable(|_| true)?;
-        let events = self.events()?;
+        let wait = self.listen(&self.services)?;
         self.reset_failed(&self.all_names())?;
         let job = self.mgr.start_unit(TARGET)?;
-        self.wait_ready(&events, &job, "Starting", progress)?;
+        self.wait_ready(&wait, &job, "Starting", progress)?;
         Ok(Outcome::Started)
     }
 
     /// Restart every unit of the stack, supervisor included, and wait until ready again.
     pub fn restart(&self, progress: &mut Progress) -> Result<Outcome, Error> {
         self.startable(|_| true)?;
-        let events = self.events()?;
+        let wait = self.listen(&self.services)?;
         self.reset_failed(&self.all_names())?;
         let job = self.mgr.restart_unit(TARGET)?;
-        self.wait_ready(&events, &job, "Restarting", progress)?;
+        self.wait_ready(&wait, &job, "Restarting", progress)?;
         Ok(Outcome::Restarted)
     }
 
@@ -222,11 +218,16 @@ impl Stack {
                 scope: self.mgr.scope(),
                 what: component.unit().to_owned(),
             })?;
-        let events = self.events()?;
+        let wait = self.listen(std::slice::from_ref(unit))?;
         self.reset_failed(&[unit.name])?;
         let job = self.mgr.restart_unit(unit.name)?;
         progress.show("waiting for the restart job");
-        let result = self.wait_job(&events, &job, std::slice::from_ref(unit))?;
+        // Until the job is gone; a failure of the unit ends the wait early.
+        let result = wait.until(Some(&job), |now| match (now.states.first(), now.result) {
+            (Some(state), _) if state.has_failed() => Verdict::Fail(unit.failure(state)),
+            (_, Some(result)) => Verdict::Done(result.to_owned()),
+            _ => Verdict::Wait,
+        })?;
         let state = self.mgr.service_state(unit.path.as_str())?;
         // A unit that Restart= brings back is waited for as one that came up at once.
         if state.active_state == ActiveState::Active || state.will_retry() {
@@ -245,97 +246,34 @@ impl Stack {
         })
     }
 
-    /// Wait for `job` to be removed while watching `watched` for failures; returns the job's
-    /// result. A failure of a watched unit ends the wait early with that unit's error.
-    fn wait_job(
-        &self,
-        events: &Events,
-        job: &OwnedObjectPath,
-        watched: &[StackUnit],
-    ) -> Result<String, Error> {
-        let mut stale: Vec<bool> = vec![true; watched.len()];
-        loop {
-            self.check_failures(watched, &mut stale)?;
-            match events.next_event()? {
-                Event::JobRemoved {
-                    job: done, result, ..
-                } if &done == job => return Ok(result),
-                Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
-                Event::JobRemoved { .. } | Event::Reloaded => {}
-            }
-        }
-    }
-
-    /// Re-read the units marked stale (one round trip for all of them) and fail on the first
-    /// that has failed.
-    fn check_failures(
-        &self,
-        watched: &[StackUnit],
-        stale: &mut [bool],
-    ) -> Result<Vec<Option<ServiceState>>, Error> {
-        let mut states = Vec::with_capacity(watched.len());
-        for (unit, stale) in watched.iter().zip(stale.iter_mut()) {
-            if !*stale {
-                states.push(None);
-                continue;
-            }
-            *stale = false;
-            let state = self.mgr.service_state(unit.path.as_str())?;
-            if state.has_failed() {
-                return Err(unit.failure(&state));
-            }
-            states.push(Some(state));
-        }
-        Ok(states)
-    }
-
     /// The shared wait of `start` and `restart`: until the target's job and every job it
     /// pulled in are gone, then until every component answers its probe. The supervisor's
     /// `READY=1` already means "serving" when it started with us; the probe check covers a
     /// stack whose supervisor was already up (a start that only brought back one component).
     fn wait_ready(
         &self,
-        events: &Events,
+        wait: &JobWait<'_>,
         job: &OwnedObjectPath,
         verb: &str,
         progress: &mut Progress,
     ) -> Result<(), Error> {
         let watched = &self.services;
-        let names: Vec<&str> = watched.iter().map(|u| u.name).collect();
-        let mut stale = vec![true; watched.len()];
-        let mut last: HashMap<usize, ServiceState> = HashMap::new();
-        let mut result = None;
-        loop {
-            for (i, state) in self
-                .check_failures(watched, &mut stale)?
-                .into_iter()
-                .enumerate()
+        // Until the target's job and every job it pulled in are gone; a unit that fails
+        // for good ends the wait early.
+        let result = wait.until(Some(job), |now| {
+            if let Some((unit, state)) =
+                watched.iter().zip(now.states).find(|(_, s)| s.has_failed())
             {
-                if let Some(state) = state {
-                    last.insert(i, state);
+                return Verdict::Fail(unit.failure(state));
+            }
+            match now.result {
+                Some(result) if now.no_job_pending() => Verdict::Done(result.to_owned()),
+                _ => {
+                    progress.show(&waiting_line(watched, now.states));
+                    Verdict::Wait
                 }
             }
-            if result.is_some()
-                && self
-                    .mgr
-                    .list_units_by_names(&names)?
-                    .iter()
-                    .all(|u| u.job_id == 0)
-            {
-                break;
-            }
-            progress.show(&waiting_line(watched, &last));
-            match events.next_event()? {
-                Event::JobRemoved {
-                    job: done,
-                    result: r,
-                    ..
-                } if &done == job => result = Some(r),
-                Event::UnitChanged { path } => mark_stale(watched, &mut stale, &path),
-                Event::JobRemoved { .. } | Event::Reloaded => {}
-            }
-        }
-        let result = result.unwrap_or_default();
+        })?;
         // Every job is gone: judge every unit on its state now.
         for unit in watched {
             let state = self.mgr.service_state(unit.path.as_str())?;
@@ -470,7 +408,14 @@ impl Stack {
         let names: Vec<&str> = std::iter::once(TARGET)
             .chain(self.services.iter().map(|u| u.name))
             .collect();
-        let events = self.events()?;
+        let units: Vec<StackUnit> = std::iter::once(StackUnit {
+            name: TARGET,
+            component: None,
+            path: self.target.clone(),
+        })
+        .chain(self.services.iter().cloned())
+        .collect();
+        let wait = self.listen(&units)?;
         let before = self.mgr.list_units_by_names(&names)?;
         if before
             .iter()
@@ -495,38 +440,33 @@ impl Stack {
         }
         // The target's own stop job ends before its members stop (they are ordered after
         // it at stop time), so the wait is on the members' states, not on that job.
-        let mut job_gone = job.is_none();
-        loop {
-            let infos = self.mgr.list_units_by_names(&names)?;
-            let running: Vec<&str> = infos
+        wait.until(job.as_ref(), |now| {
+            let running: Vec<&str> = units
                 .iter()
-                .filter(|u| !u.active_state.is_down())
-                .map(|u| component::label_of(&u.name))
+                .zip(now.states)
+                .filter(|(_, s)| !s.active_state.is_down())
+                .map(|(u, _)| component::label_of(u.name))
                 .collect();
             if running.is_empty() {
-                break;
+                return Verdict::Done(());
             }
-            if job_gone {
-                // Anything still up with no job pending is not going to stop: someone
-                // started it again while we were stopping.
-                if let Some(u) = infos
+            // With the stop job gone, anything still up with no job pending is not going
+            // to stop: someone started it again while we were stopping.
+            if job.is_none() || now.result.is_some() {
+                if let Some((unit, state)) = units
                     .iter()
-                    .find(|u| !u.active_state.is_down() && u.job_id == 0)
+                    .zip(now.states)
+                    .find(|(_, s)| !s.active_state.is_down() && s.job_id == 0)
                 {
-                    return Err(Error::StartedDuringStop {
-                        unit: u.name.clone(),
-                        state: u.active_state.as_str().to_owned(),
+                    return Verdict::Fail(Error::StartedDuringStop {
+                        unit: unit.name.to_owned(),
+                        state: state.active_state.as_str().to_owned(),
                     });
                 }
             }
             progress.show(&format!("waiting for {} to stop", running.join(", ")));
-            match events.next_event()? {
-                Event::JobRemoved { job: done, .. } if Some(&done) == job.as_ref() => {
-                    job_gone = true;
-                }
-                _ => {}
-            }
-        }
+            Verdict::Wait
+        })?;
         progress.clear();
         self.ensure_no_processes()?;
         Ok(Outcome::Stopped)
@@ -547,29 +487,19 @@ impl Stack {
     }
 }
 
-fn mark_stale(watched: &[StackUnit], stale: &mut [bool], path: &OwnedObjectPath) {
-    for (unit, stale) in watched.iter().zip(stale.iter_mut()) {
-        if &unit.path == path {
-            *stale = true;
-        }
-    }
-}
-
 /// What the progress line says while jobs run: the members not active yet, with their
 /// state (`waiting for supervisor (activating), svg (auto-restart)`). The supervisor's own
 /// account (which component it waits for, and why) is in its `STATUS=`, and in the error
 /// when the start fails: a line that redraws stays short.
-fn waiting_line(watched: &[StackUnit], last: &HashMap<usize, ServiceState>) -> String {
+fn waiting_line(watched: &[StackUnit], states: &[ServiceState]) -> String {
     let waiting: Vec<String> = watched
         .iter()
-        .enumerate()
-        .filter_map(|(i, u)| {
-            let state = last.get(&i)?;
-            // "dead" with a job pending is a start that has not begun: the name says it.
-            (state.active_state != ActiveState::Active).then(|| match state.sub_state.as_str() {
-                "dead" | "" => u.label(),
-                sub => format!("{} ({sub})", u.label()),
-            })
+        .zip(states)
+        .filter(|(_, state)| state.active_state != ActiveState::Active)
+        // "dead" with a job pending is a start that has not begun: the name says it.
+        .map(|(u, state)| match state.sub_state.as_str() {
+            "dead" | "" => u.label(),
+            sub => format!("{} ({sub})", u.label()),
         })
         .collect();
     if waiting.is_empty() {

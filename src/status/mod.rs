@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use zbus::zvariant::OwnedValue;
 
-use crate::component::{Component, SUPERVISOR};
+use crate::component::{Component, Member, SUPERVISOR};
 use crate::error::{exit, Error};
 use crate::procinfo::{CgroupReader, ProcReader, Sample, Usage};
 use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
@@ -263,7 +263,7 @@ fn collect_with(
             supervisor: SupervisorStatus {
                 running: false,
                 detail: UnitStatus {
-                    name: "supervisor",
+                    name: Member::Supervisor.label(),
                     title: "Server Supervisor",
                     unit: SUPERVISOR,
                     state: sup_info.active_state.as_str(),
@@ -340,7 +340,7 @@ fn collect_with(
             vals.extend(results.by_ref().take(PROPS_DOWN.len()));
         }
         let (name, title, unit) = match member {
-            None => ("supervisor", "Server Supervisor", SUPERVISOR),
+            None => (Member::Supervisor.label(), "Server Supervisor", SUPERVISOR),
             Some(c) => (c.short_name(), c.title(), c.unit()),
         };
         let ctx = UnitContext {

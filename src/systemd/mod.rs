@@ -15,6 +15,7 @@
 mod drive;
 mod error;
 mod events;
+mod jobs;
 mod manager;
 mod state;
 
@@ -22,6 +23,7 @@ use zbus::zvariant::OwnedObjectPath;
 
 pub use error::SystemdError;
 pub use events::{Event, Events};
+pub use jobs::{JobWait, Standing, Verdict};
 pub use manager::{Manager, PropertyInterface, PropertyRequest, DEFAULT_CALL_TIMEOUT};
 pub use state::{
     exec_status, gave_up, prevented, ActiveState, ExecStatus, RestartPrevented, ServiceState,
