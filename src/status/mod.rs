@@ -8,6 +8,7 @@
 
 mod metrics;
 mod render;
+mod unit;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,8 +17,9 @@ use zbus::zvariant::OwnedValue;
 
 use crate::component::{Component, Member, SUPERVISOR};
 use crate::error::{exit, Error};
-use crate::procinfo::{CgroupReader, ProcReader, Sample, Usage};
+use crate::procinfo::{CgroupReader, ProcReader};
 use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
+use unit::{collect_unit, Clocks, UnitContext};
 
 pub use metrics::prometheus;
 pub use render::{human, Style};
@@ -368,173 +370,6 @@ fn collect_with(
 
 fn describe_state(active: ActiveState, sub: &str) -> String {
     format!("{} ({sub})", active.as_str())
-}
-
-/// The time, read once for every row.
-#[derive(Debug, Clone, Copy)]
-struct Clocks {
-    /// Microseconds since the epoch (systemd's timestamps are on this clock).
-    wall_us: u128,
-    /// Seconds since boot (process start times are on this clock), when readable.
-    boot: Option<f64>,
-}
-
-/// What is known of a unit before its properties are read.
-struct UnitContext<'a> {
-    name: &'static str,
-    title: &'static str,
-    unit: &'static str,
-    active: ActiveState,
-    sub_state: &'a str,
-    load_state: &'a str,
-}
-
-/// What procfs and the cgroup file system say of a unit.
-struct Observed {
-    usage: Usage,
-    /// Seconds since the main process started.
-    uptime: Option<f64>,
-    /// The cgroup's memory charge.
-    cgroup_bytes: Option<u64>,
-}
-
-/// Observe a unit through its main process: its cgroup (`/proc/PID/cgroup`), every process in
-/// it, their memory. `None` when the main process's cgroup cannot be read (then ask systemd).
-fn observe_main(
-    pid: u32,
-    pss: bool,
-    boot: Option<f64>,
-    procs: &mut ProcReader,
-    cgroups: &CgroupReader,
-) -> Option<Observed> {
-    let Sample::Value(cgroup) = procs.cgroup_path(pid) else {
-        return None;
-    };
-    let pids = cgroups.pids(&cgroup)?;
-    Some(observe(
-        &pids,
-        Some(pid),
-        Some(&cgroup),
-        pss,
-        boot,
-        procs,
-        cgroups,
-    ))
-}
-
-fn observe(
-    pids: &[u32],
-    main_pid: Option<u32>,
-    cgroup: Option<&str>,
-    pss: bool,
-    boot: Option<f64>,
-    procs: &mut ProcReader,
-    cgroups: &CgroupReader,
-) -> Observed {
-    let usage = procs.usage(pids, pss, main_pid);
-    let uptime = match (usage.main_start_ticks, boot) {
-        (Some(start), Some(now)) => Some(procs.seconds_since(start, now)),
-        // The main process is not among the cgroup's (it moved, or the list came from
-        // systemd): read it on its own.
-        _ => main_pid.and_then(|pid| match procs.process_uptime(pid) {
-            Sample::Value(s) => Some(s),
-            _ => None,
-        }),
-    };
-    Observed {
-        usage,
-        uptime,
-        cgroup_bytes: cgroup.and_then(|cg| cgroups.memory_bytes(cg)),
-    }
-}
-
-fn collect_unit(
-    ctx: &UnitContext<'_>,
-    vals: &[Option<OwnedValue>],
-    now: Clocks,
-    pss: bool,
-    procs: &mut ProcReader,
-    cgroups: &CgroupReader,
-    mgr: &Manager,
-) -> UnitStatus {
-    let get = |i: usize| vals.get(i).cloned().flatten();
-    let main_pid = get(0)
-        .and_then(|v| u32::try_from(v).ok())
-        .filter(|p| *p > 0);
-    let restarts = get(1).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-    let started_us = get(2)
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|t| *t > 0);
-    let result = get(3)
-        .and_then(|v| String::try_from(v).ok())
-        .unwrap_or_else(|| "success".to_owned());
-    let gave_up = crate::systemd::gave_up(
-        ctx.active,
-        restarts,
-        crate::systemd::exec_status(get(4), get(5)),
-        &crate::systemd::prevented(get(6)),
-    );
-
-    let running = ctx.active.is_up();
-    // Observed through the main process; else (no main process, e.g. a unit that is stopping
-    // but still has control processes) through systemd's list of the unit's processes.
-    let seen = main_pid.and_then(|pid| observe_main(pid, pss, now.boot, procs, cgroups));
-    let seen = seen.unwrap_or_else(|| {
-        let listed = if ctx.active.is_down() {
-            Vec::new()
-        } else {
-            mgr.unit_processes(ctx.unit).unwrap_or_default()
-        };
-        // systemd names each process's cgroup; the unit's is the shortest.
-        let cgroup = listed
-            .iter()
-            .map(|(cg, _, _)| cg.as_str())
-            .min_by_key(|cg| cg.len())
-            .map(str::to_owned);
-        let pids: Vec<u32> = listed.iter().map(|(_, pid, _)| *pid).collect();
-        observe(
-            &pids,
-            main_pid,
-            cgroup.as_deref(),
-            pss,
-            now.boot,
-            procs,
-            cgroups,
-        )
-    });
-    let usage = seen.usage;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let uptime_seconds = seen.uptime.filter(|_| running).map(|s| s as u64);
-    let systemd_uptime_seconds = started_us
-        .filter(|_| running)
-        .and_then(|t| u64::try_from(now.wall_us.saturating_sub(u128::from(t)) / 1_000_000).ok());
-    UnitStatus {
-        name: ctx.name,
-        title: ctx.title,
-        unit: ctx.unit,
-        state: ctx.active.as_str(),
-        sub_state: ctx.sub_state.to_owned(),
-        load_state: ctx.load_state.to_owned(),
-        result,
-        pid: main_pid,
-        uptime_seconds,
-        systemd_uptime_seconds,
-        memory: Memory {
-            rss_bytes: usage.rss_bytes,
-            pss_bytes: usage.pss_bytes,
-            cgroup_bytes: seen.cgroup_bytes,
-        },
-        processes: usage.processes,
-        unreadable_processes: usage.unreadable,
-        restarts,
-        given_up: gave_up,
-        started_after_boot: now
-            .boot
-            .zip(seen.uptime)
-            .filter(|_| running)
-            .map(|(boot, up)| boot - up),
-        active: ctx.active,
-    }
 }
 
 /// LSB exit code of a status: 0 all running, 3 something not running.

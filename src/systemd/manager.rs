@@ -1,4 +1,6 @@
-//! [`Manager`]: one connection to a service manager, its calls, and the pipelined reads.
+//! [`Manager`]: one connection to a service manager, its calls, and the pipelined reads. One
+//! type, kept whole: the connection's bounded waits, the calls that need them and the
+//! pipelining that makes `status` one round trip belong together.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -68,12 +70,8 @@ impl Manager {
         Manager::connect_within(scope, scope.bus_address(), DEFAULT_CALL_TIMEOUT)
     }
 
-    /// Connect to the manager of `scope` on the bus at `address` (a D-Bus address string).
-    pub fn connect_to(scope: Scope, address: String) -> Result<Manager, SystemdError> {
-        Manager::connect_within(scope, address, DEFAULT_CALL_TIMEOUT)
-    }
-
-    /// Like [`Manager::connect_to`], with every wait on the bus (connecting, authenticating,
+    /// Connect to the manager of `scope` on the bus at `address` (a D-Bus address string),
+    /// with every wait on the bus (connecting, authenticating,
     /// each call) bounded by `timeout`: a stopped dbus-daemon or PID 1 gives
     /// [`SystemdError::NoAnswer`] instead of a hang.
     pub fn connect_within(
@@ -212,26 +210,6 @@ impl Manager {
             .body()
             .deserialize::<R>()
             .map_err(|e| SystemdError::from_call(self.scope, method, e))
-    }
-
-    /// A property of the manager itself, e.g. `SystemState` or `Version`.
-    pub fn manager_property(&self, name: &str) -> Result<OwnedValue, SystemdError> {
-        let reply = self
-            .wait(self.conn.call_method(
-                Some(DESTINATION),
-                MANAGER_PATH,
-                Some(PROPERTIES_IFACE),
-                "Get",
-                &(MANAGER_IFACE, name),
-            ))?
-            .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
-        let body = reply.body();
-        let value: zbus::zvariant::Value<'_> = body
-            .deserialize()
-            .map_err(|e| SystemdError::from_call(self.scope, "Get", e))?;
-        value
-            .try_into_owned()
-            .map_err(|e| SystemdError::from_call(self.scope, "Get", e.into()))
     }
 
     /// Make the manager re-read unit files (`systemctl daemon-reload`); returns once done.

@@ -1,4 +1,7 @@
-//! Unit and service states as named types, converted from the manager's wire data.
+//! Unit and service states as named types, converted from the manager's wire data, and their
+//! meaning in words (failure reasons, exit statuses, signals). One concern, and longer than
+//! most files for it: every property we read is converted and explained here, and its tests
+//! are the last third.
 
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 

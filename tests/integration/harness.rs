@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use imageserving::component::Component;
-use imageserving::systemd::{Manager, Scope, ServiceState};
+use imageserving::systemd::{Manager, Scope, ServiceState, DEFAULT_CALL_TIMEOUT};
 
 pub const IMAGESERVING: &str = env!("CARGO_BIN_EXE_ImageServing");
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_imageserving-standin");
@@ -343,13 +343,8 @@ impl Sandbox {
         self.manager = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Ok(m) = Manager::connect_to(Scope::User, self.bus.clone()) {
-                if let Ok(v) = m.manager_property("SystemState") {
-                    let state: String = v.try_into().unwrap_or_default();
-                    if state == "running" || state == "degraded" {
-                        return;
-                    }
-                }
+            if self.manager_running() {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -361,7 +356,8 @@ impl Sandbox {
     }
 
     pub fn manager(&self) -> Manager {
-        Manager::connect_to(Scope::User, self.bus.clone()).expect("connect to the private manager")
+        Manager::connect_within(Scope::User, self.bus.clone(), DEFAULT_CALL_TIMEOUT)
+            .expect("connect to the private manager")
     }
 
     /// Point a component at a program that does not exist (as when the vendor install is
@@ -416,12 +412,24 @@ impl Sandbox {
     #[track_caller]
     pub fn wait_manager(&self, limit: Duration) {
         eventually(limit, "the manager answers again", || {
-            Manager::connect_to(Scope::User, self.bus.clone())
-                .ok()
-                .and_then(|m| m.manager_property("SystemState").ok())
-                .and_then(|v| String::try_from(v).ok())
-                .is_some_and(|s| s == "running" || s == "degraded")
+            self.manager_running()
         });
+    }
+
+    /// Whether the manager answers on the bus and has finished starting (`SystemState`
+    /// `running` or `degraded`), read with zbus directly: the product has no use for it.
+    fn manager_running(&self) -> bool {
+        let state = || -> zbus::Result<String> {
+            let conn = zbus::blocking::connection::Builder::address(self.bus.as_str())?.build()?;
+            let proxy = zbus::blocking::Proxy::new(
+                &conn,
+                "org.freedesktop.systemd1",
+                "/org/freedesktop/systemd1",
+                "org.freedesktop.systemd1.Manager",
+            )?;
+            proxy.get_property("SystemState")
+        };
+        state().is_ok_and(|s| s == "running" || s == "degraded")
     }
 
     /// Make the manager re-read units after a drop-in changed.

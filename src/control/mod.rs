@@ -5,20 +5,21 @@
 //! state on each signal until the job is gone and the units are where they should be. Nothing
 //! sleeps; a unit that fails ends the wait at once with the unit's own account of why.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zbus::zvariant::OwnedObjectPath;
 
+mod serving;
+mod stop;
+
 use crate::component::{self, Component, TARGET};
 use crate::error::Error;
-use crate::probe::{self, ProbeSettings};
+use crate::probe;
 use crate::progress::Progress;
 use crate::systemd::{ActiveState, JobWait, Manager, Scope, ServiceState, UnitInfo, Verdict};
 
 /// How long a call may wait while polkit asks the user for a password.
 const PASSWORD_WAIT: Duration = Duration::from_secs(300);
-/// How often a component that is active but not yet answering is probed again.
-const PROBE_POLL: Duration = Duration::from_millis(50);
 
 /// A job result that means the unit is where the job meant it to be: `done`, or `skipped`
 /// (nothing was left to do), as `systemctl` counts them.
@@ -318,172 +319,6 @@ impl Stack {
             None => None,
         };
         self.wait_serving(&components, verb, ceiling, progress)
-    }
-
-    /// Wait until each unit's health probe passes (units without a probe pass once active).
-    /// Probes are polled: a port opening sends no signal. A unit that fails meanwhile ends
-    /// the wait with its error; one that never answers, after the time the supervisor gives
-    /// it ([`ProbeSettings::serve_deadline`]), or the `ceiling` when that is shorter.
-    fn wait_serving(
-        &self,
-        units: &[StackUnit],
-        verb: &str,
-        ceiling: Option<Duration>,
-        progress: &mut Progress,
-    ) -> Result<(), Error> {
-        let mut pending = Vec::new();
-        for unit in units {
-            let env = self.mgr.unit_environment(unit.path.as_str())?;
-            let settings = ProbeSettings::from_environment(unit.name, &env)?;
-            if let Some(settings) = settings {
-                pending.push((unit, settings, String::new()));
-            }
-        }
-        // As long as the supervisor would give each of them (one setting for both).
-        let by_probes = pending
-            .iter()
-            .map(|(_, p, _)| p.serve_deadline())
-            .max()
-            .unwrap_or_default();
-        let (allowed, limit) = match ceiling {
-            Some(c) if c < by_probes => (c, probe::KEY_START_TIMEOUT),
-            _ => (by_probes, probe::KEY_START_GRACE),
-        };
-        let deadline = Instant::now() + allowed;
-        loop {
-            let probes: Vec<_> = pending
-                .iter()
-                .map(|(_, p, _)| (p.target.clone(), p.timeout))
-                .collect();
-            let mut outcomes = probe::check_all(&probes).into_iter();
-            pending.retain_mut(|(_, _, why)| match outcomes.next() {
-                Some(Ok(())) => false,
-                Some(Err(e)) => {
-                    *why = e;
-                    true
-                }
-                None => true,
-            });
-            if pending.is_empty() {
-                progress.clear();
-                return Ok(());
-            }
-            let waiting: Vec<String> = pending
-                .iter()
-                .map(|(u, p, why)| format!("{} on {} ({why})", u.label(), p.target))
-                .collect();
-            if Instant::now() >= deadline {
-                return Err(Error::ServeTimeout {
-                    waiting: waiting.join(", "),
-                    several: waiting.len() > 1,
-                    after: allowed,
-                    limit,
-                });
-            }
-            let labels: Vec<String> = pending.iter().map(|(u, _, _)| u.label()).collect();
-            progress.show(&format!("waiting for {} to answer", labels.join(", ")));
-            for (unit, _, _) in &pending {
-                let state = self.mgr.service_state(unit.path.as_str())?;
-                if state.has_failed() {
-                    return Err(unit.failure(&state));
-                }
-                // Stopped under us (say, by a concurrent `stop`): it will not start serving.
-                // Down with a job pending is on its way back (the supervisor restarting a
-                // hung component, between the stop and the start of its restart job).
-                if state.active_state.is_down() && !state.will_retry() {
-                    return Err(Error::StoppedMeanwhile {
-                        label: unit.label(),
-                        unit: unit.name.to_owned(),
-                        state: state.summary(),
-                        doing: verb.to_lowercase(),
-                    });
-                }
-            }
-            std::thread::sleep(PROBE_POLL);
-        }
-    }
-
-    /// Stop the target and wait until every unit is inactive and no process is left.
-    pub fn stop(&self, progress: &mut Progress) -> Result<Outcome, Error> {
-        let names: Vec<&str> = std::iter::once(TARGET)
-            .chain(self.services.iter().map(|u| u.name))
-            .collect();
-        let units: Vec<StackUnit> = std::iter::once(StackUnit {
-            name: TARGET,
-            component: None,
-            path: self.target.clone(),
-        })
-        .chain(self.services.iter().cloned())
-        .collect();
-        let wait = self.listen(&units)?;
-        let before = self.mgr.list_units_by_names(&names)?;
-        if before
-            .iter()
-            .all(|u| u.active_state.is_down() && u.job_id == 0)
-        {
-            self.ensure_no_processes()?;
-            return Ok(Outcome::AlreadyStopped);
-        }
-        // The target's stop job, when the target still has its file; without it, the
-        // members are stopped by name below.
-        let job = match before.first() {
-            Some(t) if t.is_installed() && !t.is_masked() => Some(self.mgr.stop_unit(TARGET)?),
-            _ => None,
-        };
-        // A masked member, or one whose unit file is gone, has lost its PartOf= (its unit
-        // file is /dev/null now, or nothing): the target's stop does not reach it, so it is
-        // stopped by name, as `systemctl stop` would.
-        for info in before.iter().skip(1).filter(|u| {
-            (job.is_none() || u.is_masked() || !u.is_installed()) && !u.active_state.is_down()
-        }) {
-            self.mgr.stop_unit(&info.name)?;
-        }
-        // The target's own stop job ends before its members stop (they are ordered after
-        // it at stop time), so the wait is on the members' states, not on that job.
-        wait.until(job.as_ref(), |now| {
-            let running: Vec<&str> = units
-                .iter()
-                .zip(now.states)
-                .filter(|(_, s)| !s.active_state.is_down())
-                .map(|(u, _)| component::label_of(u.name))
-                .collect();
-            if running.is_empty() {
-                return Verdict::Done(());
-            }
-            // With the stop job gone, anything still up with no job pending is not going
-            // to stop: someone started it again while we were stopping.
-            if job.is_none() || now.result.is_some() {
-                if let Some((unit, state)) = units
-                    .iter()
-                    .zip(now.states)
-                    .find(|(_, s)| !s.active_state.is_down() && s.job_id == 0)
-                {
-                    return Verdict::Fail(Error::StartedDuringStop {
-                        unit: unit.name.to_owned(),
-                        state: state.active_state.as_str().to_owned(),
-                    });
-                }
-            }
-            progress.show(&format!("waiting for {} to stop", running.join(", ")));
-            Verdict::Wait
-        })?;
-        progress.clear();
-        self.ensure_no_processes()?;
-        Ok(Outcome::Stopped)
-    }
-
-    fn ensure_no_processes(&self) -> Result<(), Error> {
-        let mut left = Vec::new();
-        for unit in &self.services {
-            for (_cgroup, pid, cmd) in self.mgr.unit_processes(unit.name)? {
-                left.push(format!("{} pid {pid} ({cmd})", unit.name));
-            }
-        }
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::ProcessesLeft(left.join(", ")))
-        }
     }
 }
 

@@ -1,0 +1,93 @@
+//! `stop`: the target's stop job, members the target cannot reach stopped by name, and the
+//! wait until every unit is down and no process of the stack is left.
+
+use super::{Outcome, Stack, StackUnit};
+use crate::component::{self, TARGET};
+use crate::error::Error;
+use crate::progress::Progress;
+use crate::systemd::Verdict;
+
+impl Stack {
+    /// Stop the target and wait until every unit is inactive and no process is left.
+    pub fn stop(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        let names: Vec<&str> = std::iter::once(TARGET)
+            .chain(self.services.iter().map(|u| u.name))
+            .collect();
+        let units: Vec<StackUnit> = std::iter::once(StackUnit {
+            name: TARGET,
+            component: None,
+            path: self.target.clone(),
+        })
+        .chain(self.services.iter().cloned())
+        .collect();
+        let wait = self.listen(&units)?;
+        let before = self.mgr.list_units_by_names(&names)?;
+        if before
+            .iter()
+            .all(|u| u.active_state.is_down() && u.job_id == 0)
+        {
+            self.ensure_no_processes()?;
+            return Ok(Outcome::AlreadyStopped);
+        }
+        // The target's stop job, when the target still has its file; without it, the
+        // members are stopped by name below.
+        let job = match before.first() {
+            Some(t) if t.is_installed() && !t.is_masked() => Some(self.mgr.stop_unit(TARGET)?),
+            _ => None,
+        };
+        // A masked member, or one whose unit file is gone, has lost its PartOf= (its unit
+        // file is /dev/null now, or nothing): the target's stop does not reach it, so it is
+        // stopped by name, as `systemctl stop` would.
+        for info in before.iter().skip(1).filter(|u| {
+            (job.is_none() || u.is_masked() || !u.is_installed()) && !u.active_state.is_down()
+        }) {
+            self.mgr.stop_unit(&info.name)?;
+        }
+        // The target's own stop job ends before its members stop (they are ordered after
+        // it at stop time), so the wait is on the members' states, not on that job.
+        wait.until(job.as_ref(), |now| {
+            let running: Vec<&str> = units
+                .iter()
+                .zip(now.states)
+                .filter(|(_, s)| !s.active_state.is_down())
+                .map(|(u, _)| component::label_of(u.name))
+                .collect();
+            if running.is_empty() {
+                return Verdict::Done(());
+            }
+            // With the stop job gone, anything still up with no job pending is not going
+            // to stop: someone started it again while we were stopping.
+            if job.is_none() || now.result.is_some() {
+                if let Some((unit, state)) = units
+                    .iter()
+                    .zip(now.states)
+                    .find(|(_, s)| !s.active_state.is_down() && s.job_id == 0)
+                {
+                    return Verdict::Fail(Error::StartedDuringStop {
+                        unit: unit.name.to_owned(),
+                        state: state.active_state.as_str().to_owned(),
+                    });
+                }
+            }
+            progress.show(&format!("waiting for {} to stop", running.join(", ")));
+            Verdict::Wait
+        })?;
+        progress.clear();
+        self.ensure_no_processes()?;
+        Ok(Outcome::Stopped)
+    }
+
+    fn ensure_no_processes(&self) -> Result<(), Error> {
+        let mut left = Vec::new();
+        for unit in &self.services {
+            for (_cgroup, pid, cmd) in self.mgr.unit_processes(unit.name)? {
+                left.push(format!("{} pid {pid} ({cmd})", unit.name));
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::ProcessesLeft(left.join(", ")))
+        }
+    }
+}
