@@ -18,6 +18,7 @@ mod fleet;
 mod machine;
 mod metrics;
 mod package;
+mod readme;
 mod rootless;
 mod states;
 mod upgrade;
