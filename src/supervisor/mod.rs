@@ -63,17 +63,17 @@ pub fn run() -> i32 {
                     "imageserving-supervisor {}\n",
                     env!("CARGO_PKG_VERSION")
                 ));
-                return 0;
+                return crate::error::exit::OK;
             }
             "--help" | "-h" => {
                 crate::output::out("imageserving-supervisor [--user|--system]\n\nThe Image Serving Server Supervisor. Run by systemd as imageserving-supervisor.service;\nsee ImageServing(1).\n");
-                return 0;
+                return crate::error::exit::OK;
             }
             other => {
                 crate::output::err(&format!(
                     "imageserving-supervisor: unknown argument '{other}'; see --help\n"
                 ));
-                return 2;
+                return crate::error::exit::USAGE;
             }
         }
     }
@@ -84,7 +84,7 @@ pub fn run() -> i32 {
         Scope::System
     });
     match Supervisor::new(scope).and_then(Supervisor::run) {
-        Ok(()) => 0,
+        Ok(()) => crate::error::exit::OK,
         Err(e) => {
             let msg = e.to_string();
             log::log(Priority::Err, &msg);

@@ -27,7 +27,8 @@ fn the_readme_commands_name_what_to_install_on_a_bare_machine() {
         let took = t.elapsed();
         assert_eq!(r.code, 1, "{who}: {command}: {}{}", r.stdout, r.stderr);
         assert!(
-            r.stderr.contains("apt-get install -y --no-install-recommends")
+            r.stderr
+                .contains("apt-get install -y --no-install-recommends")
                 && r.stderr.contains(package),
             "{who}: {command}: {}",
             r.stderr
