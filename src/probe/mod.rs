@@ -12,9 +12,9 @@ mod settings;
 
 pub use check::{check, check_all, check_all_timed, parse_status_line};
 pub use settings::{
-    parse_target, start_timeout, ProbeSettings, SettingError, Target, DEFAULT_START_TIMEOUT,
-    KEY_FAILURES, KEY_INTERVAL, KEY_PROBE, KEY_START_GRACE, KEY_START_TIMEOUT, KEY_TIMEOUT,
-    MAX_TIMEOUT, MIN_SECONDS,
+    memory_limit, parse_target, start_timeout, ProbeSettings, SettingError, Target,
+    DEFAULT_START_TIMEOUT, KEY_FAILURES, KEY_INTERVAL, KEY_MEMORY_RESTART, KEY_PROBE,
+    KEY_START_GRACE, KEY_START_TIMEOUT, KEY_TIMEOUT, MAX_TIMEOUT, MIN_SECONDS,
 };
 
 #[cfg(test)]
@@ -231,12 +231,28 @@ mod tests {
         assert_eq!(s.serve_deadline(), Duration::from_secs(321));
     }
 
+    #[test]
+    fn memory_limits_take_systemds_sizes() {
+        let limit =
+            |v: &str| memory_limit("u", &env(&[&format!("IMAGESERVING_MEMORY_RESTART={v}")]));
+        assert_eq!(limit("512M"), Ok(Some(512 << 20)));
+        assert_eq!(limit("1.5G"), Ok(Some(3 << 29)));
+        assert_eq!(limit("2048k"), Ok(Some(2 << 20)));
+        assert_eq!(limit(""), Ok(None));
+        assert_eq!(memory_limit("u", &[]), Ok(None));
+        for bad in ["12", "lots", "1.5X", "-1G", "G", "1e9", "0.0001M"] {
+            let e = limit(bad).unwrap_err();
+            assert_eq!(e.key, KEY_MEMORY_RESTART, "{bad}");
+        }
+    }
+
     // Property tests: fuzzed with a large case count by scripts/fuzz.sh.
     proptest::proptest! {
         #[test]
-        fn fuzz_settings_never_panic(kvs in proptest::collection::vec("(IMAGESERVING_(PROBE|START)[A-Z_]*=)?.{0,40}", 0..6)) {
+        fn fuzz_settings_never_panic(kvs in proptest::collection::vec("(IMAGESERVING_(PROBE|START|MEMORY)[A-Z_]*=)?.{0,40}", 0..6)) {
             let _ = ProbeSettings::from_environment("u", &kvs);
             let _ = start_timeout("u", &kvs);
+            let _ = memory_limit("u", &kvs);
         }
 
         /// Whatever a component answers a probe with, reading its status line never panics.

@@ -97,6 +97,51 @@ pub fn start_timeout(unit: &str, env: &[String]) -> Result<Duration, SettingErro
         })
 }
 
+/// A component's memory limit: above it (its unit's summed RSS, the figure `status` shows)
+/// for [`KEY_FAILURES`] probes in a row, the supervisor restarts it gracefully. A size in
+/// systemd's syntax (`512M`, `1.5G`: base 1024); unset, no limit.
+pub const KEY_MEMORY_RESTART: &str = "IMAGESERVING_MEMORY_RESTART";
+
+/// [`KEY_MEMORY_RESTART`] from a unit's `Environment=` entries, in bytes.
+pub fn memory_limit(unit: &str, env: &[String]) -> Result<Option<u64>, SettingError> {
+    let prefix = format!("{KEY_MEMORY_RESTART}=");
+    match env.iter().rev().find_map(|kv| kv.strip_prefix(&prefix)) {
+        None | Some("") => Ok(None),
+        Some(v) => parse_size(v).map(Some).ok_or_else(|| SettingError {
+            unit: unit.to_owned(),
+            key: KEY_MEMORY_RESTART,
+            value: v.to_owned(),
+            why: "expected a size such as 512M or 1.5G (K, M, G, T: base 1024), at least 1M"
+                .to_owned(),
+        }),
+    }
+}
+
+/// A size as systemd writes one (`MemoryMax=`): a number, maybe with a fraction, and an
+/// optional K, M, G or T (base 1024). At least 1 MiB: less is no server's limit, and a typo.
+fn parse_size(v: &str) -> Option<u64> {
+    let (number, unit) = match v.trim().char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (v.trim().get(..i)?, Some(c.to_ascii_uppercase())),
+        _ => (v.trim(), None),
+    };
+    let factor: u64 = match unit {
+        None => 1,
+        Some('K') => 1 << 10,
+        Some('M') => 1 << 20,
+        Some('G') => 1 << 30,
+        Some('T') => 1 << 40,
+        Some(_) => return None,
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let n: f64 = number.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = n * factor as f64;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    (bytes.is_finite() && bytes >= f64::from(1u32 << 20) && bytes < 1e18).then_some(bytes as u64)
+}
+
 /// A setting that cannot be used, with the unit and the key to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{unit}: bad setting {key}={value:?}: {why} (fix it with 'systemctl edit {unit}')")]

@@ -72,6 +72,16 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// The summed RSS of every process of the unit whose main process is `main_pid` (its cgroup,
+/// as `status` sums it); `None` when its cgroup cannot be read.
+pub fn unit_rss(procs: &mut ProcReader, cgroups: &CgroupReader, main_pid: u32) -> Option<u64> {
+    let Sample::Value(cgroup) = procs.cgroup_path(main_pid) else {
+        return None;
+    };
+    let pids = cgroups.pids(&cgroup)?;
+    Some(procs.usage(&pids, false, Some(main_pid)).rss_bytes)
+}
+
 /// Reads procfs files of processes into a reused buffer.
 pub struct ProcReader {
     root: PathBuf,

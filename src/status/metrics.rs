@@ -155,6 +155,12 @@ pub fn prometheus(
         );
         gauge(
             &mut f,
+            "imageserving_component_memory_limit_bytes",
+            "The memory limit above which the supervisor restarts the component (IMAGESERVING_MEMORY_RESTART), where set.",
+            &|u| u.memory.limit_bytes.map(|b| b as f64),
+        );
+        gauge(
+            &mut f,
             "imageserving_component_proportional_memory_bytes",
             "Proportional set size summed over the processes of the unit that could be read (procfs smaps_rollup).",
             &|u| u.memory.pss_bytes.map(|b| b as f64),
@@ -177,6 +183,12 @@ pub fn prometheus(
         "imageserving_component_unreadable_processes",
         "Processes of the unit whose memory maps could not be read (not in the PSS sum).",
         &|u| Some(f64::from(u.unreadable_processes)),
+    );
+    gauge(
+        &mut f,
+        "imageserving_component_given_up",
+        "Whether systemd gave up restarting the component (1: failed at its start limit; 'ImageServing start' resets it).",
+        &|u| Some(f64::from(u8::from(u.given_up))),
     );
     f.header(
         "imageserving_component_restarts_total",

@@ -79,6 +79,10 @@ pub struct Memory {
     /// reports as `MemoryCurrent` (read from the same file, `memory.current`, or
     /// `memory.usage_in_bytes` on cgroup v1).
     pub cgroup_bytes: Option<u64>,
+    /// The memory limit above which the supervisor restarts it
+    /// (`IMAGESERVING_MEMORY_RESTART`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
 }
 
 /// One unit's row.
@@ -134,10 +138,16 @@ impl UnitStatus {
 /// message through the bus daemon, the dearest part of `status`, so the set is kept to what is
 /// shown and what only systemd knows: the unit's cgroup comes from procfs
 /// (`/proc/MAINPID/cgroup`) rather than `ControlGroup`, its memory charge from the cgroup file
-/// that systemd itself reads for `MemoryCurrent`; the last, the start time, is read only when
+/// that systemd itself reads for `MemoryCurrent`; `Environment` carries the memory limit the
+/// table shows beside the memory; the last, the start time, is read only when
 /// asked for ([`StatusRequest::systemd_uptime`]); and `Result` only for a unit that is not
 /// active, where it explains why.
-const PROPS: [&str; 3] = ["MainPID", "NRestarts", "ExecMainStartTimestamp"];
+const PROPS: [&str; 4] = [
+    "MainPID",
+    "NRestarts",
+    "Environment",
+    "ExecMainStartTimestamp",
+];
 /// Read in addition for units that are not active.
 const PROPS_DOWN: [&str; 4] = [
     "Result",
@@ -279,6 +289,7 @@ fn collect_with(
                         rss_bytes: 0,
                         pss_bytes: None,
                         cgroup_bytes: None,
+                        limit_bytes: None,
                     },
                     processes: 0,
                     unreadable_processes: 0,

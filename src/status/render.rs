@@ -94,6 +94,9 @@ fn memory_cell(u: &UnitStatus, pss: bool) -> String {
         Some(u.memory.rss_bytes)
     };
     let mut s = v.map_or_else(|| "-".to_owned(), bytes);
+    if let Some(limit) = u.memory.limit_bytes {
+        let _ = write!(s, " / {}", bytes(limit));
+    }
     if u.unreadable_processes > 0 {
         let _ = write!(s, " ({} unreadable)", u.unreadable_processes);
     }

@@ -99,17 +99,25 @@ pub(super) fn collect_unit(
         .and_then(|v| u32::try_from(v).ok())
         .filter(|p| *p > 0);
     let restarts = get(1).and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-    let started_us = get(2)
+    let environment: Vec<String> = get(2)
+        .and_then(|v| Vec::<String>::try_from(v).ok())
+        .unwrap_or_default();
+    // A bad value is the supervisor's configuration error (exit 78, the key named);
+    // `status` shows what it can.
+    let limit_bytes = crate::probe::memory_limit(ctx.unit, &environment)
+        .ok()
+        .flatten();
+    let started_us = get(3)
         .and_then(|v| u64::try_from(v).ok())
         .filter(|t| *t > 0);
-    let result = get(3)
+    let result = get(4)
         .and_then(|v| String::try_from(v).ok())
         .unwrap_or_else(|| "success".to_owned());
     let gave_up = crate::systemd::gave_up(
         ctx.active,
         restarts,
-        crate::systemd::exec_status(get(4), get(5)),
-        &crate::systemd::prevented(get(6)),
+        crate::systemd::exec_status(get(5), get(6)),
+        &crate::systemd::prevented(get(7)),
     );
 
     let running = ctx.active.is_up();
@@ -160,6 +168,7 @@ pub(super) fn collect_unit(
             rss_bytes: usage.rss_bytes,
             pss_bytes: usage.pss_bytes,
             cgroup_bytes: seen.cgroup_bytes,
+            limit_bytes,
         },
         processes: usage.processes,
         unreadable_processes: usage.unreadable,

@@ -113,6 +113,7 @@ struct Supervisor {
     start_limit: Duration,
     status: String,
     procs: ProcReader,
+    cgroups: crate::procinfo::CgroupReader,
     /// Which processes have served, for a supervisor that restarts.
     served: Served,
     /// What `served` holds now, to write it only when it changes.
@@ -132,6 +133,7 @@ impl Supervisor {
             let path = mgr.load_unit(component.unit())?;
             let env = mgr.unit_environment(path.as_str())?;
             let probe = ProbeSettings::from_environment(component.unit(), &env)?;
+            let memory_limit = probe::memory_limit(component.unit(), &env)?;
             watched.push(Watched {
                 component,
                 path,
@@ -140,6 +142,7 @@ impl Supervisor {
                 main_pid: 0,
                 job_id: 0,
                 health: probe.map(|p| Health::new(p, now)),
+                memory_limit,
             });
         }
         let (tx, rx) = mpsc::channel();
@@ -169,6 +172,7 @@ impl Supervisor {
             start_limit,
             status: String::new(),
             procs: ProcReader::new("/proc"),
+            cgroups: crate::procinfo::CgroupReader::system(),
             served: Served::from_environment(),
             served_written: Vec::new(),
         })
@@ -286,6 +290,24 @@ impl Supervisor {
         for w in &mut self.watched {
             let unit = w.component.unit();
             let env = self.mgr.unit_environment(w.path.as_str())?;
+            match probe::memory_limit(unit, &env) {
+                Ok(limit) if limit != w.memory_limit => {
+                    log::log(
+                        Priority::Notice,
+                        &format!(
+                            "{}: memory limit after daemon-reload: {}",
+                            w.component,
+                            limit.map_or("none".to_owned(), crate::table::bytes)
+                        ),
+                    );
+                    w.memory_limit = limit;
+                }
+                Ok(_) => {}
+                Err(e) => log::log(
+                    Priority::Err,
+                    &format!("ignoring the new memory limit, keeping the old one: {e}"),
+                ),
+            }
             let checked = ProbeSettings::from_environment(unit, &env).and_then(|p| {
                 if let Some(period) = watchdog_period {
                     check_probe_fits_watchdog(unit, p.as_ref(), period)?;

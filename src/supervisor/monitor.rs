@@ -14,6 +14,15 @@ use crate::probe;
 use crate::procinfo::Sample;
 use crate::systemd::ActiveState;
 
+/// What a [`Step`] is about.
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    /// The component's probe.
+    Probe,
+    /// Its unit's memory against its limit, in bytes.
+    Memory { rss: u64, limit: u64 },
+}
+
 impl Supervisor {
     /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
     pub(super) fn monitor(mut self) -> Result<(), Error> {
@@ -74,17 +83,42 @@ impl Supervisor {
             }
         }
         let mut probed = probe::check_all(&probes).into_iter();
-        for (i, outcome) in due.into_iter().zip(outcomes) {
+        for (i, outcome) in due.iter().copied().zip(outcomes) {
             let outcome = outcome
                 .or_else(|| probed.next())
                 .unwrap_or_else(|| Err("no probe result".to_owned()));
-            self.apply(i, now, outcome);
+            let Some(w) = self.watched.get_mut(i) else {
+                continue;
+            };
+            let Some(h) = &mut w.health else {
+                continue;
+            };
+            let step = h.probed(now, outcome);
+            self.apply(i, now, step, Reason::Probe);
+        }
+        // The memory of each component probed that has a limit, read at the same pace.
+        for i in due {
+            let Some(w) = self.watched.get(i) else {
+                continue;
+            };
+            let (Some(limit), pid) = (w.memory_limit, w.main_pid) else {
+                continue;
+            };
+            let Some(rss) = crate::procinfo::unit_rss(&mut self.procs, &self.cgroups, pid) else {
+                continue;
+            };
+            let Some(h) = self.watched.get_mut(i).and_then(|w| w.health.as_mut()) else {
+                continue;
+            };
+            let step = h.memory(now, rss > limit);
+            self.apply(i, now, step, Reason::Memory { rss, limit });
         }
     }
 
-    /// Act on one probe's outcome as [`Health`] decides: log, and restart the component
-    /// through systemd when its failures reach the limit and the back-off allows.
-    fn apply(&mut self, i: usize, now: Instant, outcome: Result<(), String>) {
+    /// Act on what [`Health`] decided for component `i`: log, and restart it through systemd
+    /// when its failures (or readings over its memory limit) reach the limit and the
+    /// back-off allows.
+    fn apply(&mut self, i: usize, now: Instant, step: Step, reason: Reason) {
         let Some(w) = self.watched.get_mut(i) else {
             return;
         };
@@ -92,16 +126,27 @@ impl Supervisor {
             return;
         };
         let target = h.settings().target.clone();
-        match h.probed(now, outcome) {
+        let what = match reason {
+            Reason::Probe => format!(
+                "not answering on {target} ({})",
+                h.last_error().unwrap_or_default()
+            ),
+            Reason::Memory { rss, limit } => format!(
+                "using {} of memory (RSS), above its limit of {} ({})",
+                crate::table::bytes(rss),
+                crate::table::bytes(limit),
+                probe::KEY_MEMORY_RESTART
+            ),
+        };
+        match step {
             Step::Quiet | Step::Starting => {}
             Step::BackingOff => {
                 if let Some(left) = h.backoff_news(now) {
                     log::log(
                         Priority::Warning,
                         &format!(
-                            "{} still not answering on {target} ({}); backing off: the next restart comes in {}s at the earliest",
+                            "{} still {what}; backing off: the next restart comes in {}s at the earliest",
                             w.component,
-                            h.last_error().unwrap_or_default(),
                             left.as_secs()
                         ),
                     );
@@ -113,22 +158,15 @@ impl Supervisor {
             ),
             Step::Failed { count, limit } => log::log(
                 Priority::Warning,
-                &format!(
-                    "{} probe {target} failed ({count}/{limit}): {}",
-                    w.component,
-                    h.last_error().unwrap_or_default()
-                ),
+                &format!("{} {what} ({count}/{limit})", w.component),
             ),
             Step::Restart { failures } => {
                 let unit = w.component.unit();
-                let why = h.last_error().unwrap_or_default().to_owned();
                 match self.mgr.restart_unit(unit) {
                     Ok(_) => {
                         log::log(
                             Priority::Warning,
-                            &format!(
-                                "restarting {unit}: {failures} consecutive probe failures, last: {why}"
-                            ),
+                            &format!("restarting {unit}: {what}, {failures} times in a row"),
                         );
                         h.restarted(now);
                     }

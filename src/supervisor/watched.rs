@@ -19,6 +19,8 @@ pub(super) struct Watched {
     pub(super) job_id: u32,
     /// `None` for a component without a probe: it serves when its unit is active.
     pub(super) health: Option<Health>,
+    /// `IMAGESERVING_MEMORY_RESTART`, in bytes.
+    pub(super) memory_limit: Option<u64>,
 }
 
 impl Watched {

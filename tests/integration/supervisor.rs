@@ -473,3 +473,69 @@ fn a_restarted_supervisor_takes_a_hung_component_for_hung_not_starting() {
     // And the hung process is restarted as the old supervisor would have.
     sb.wait_replaced(Component::Platform.unit(), ps, Duration::from_secs(15));
 }
+
+/// IMAGESERVING_MEMORY_RESTART: a component whose unit's RSS stays above its limit is
+/// restarted gracefully, then not again before the back-off (10 s) is over; one below its
+/// limit never is. `status` and the metrics show the limit beside the memory.
+#[test]
+fn a_component_over_its_memory_limit_is_restarted_once_per_back_off_window() {
+    let sb = Sandbox::with(
+        Options::default()
+            .arg(Component::Svg, "--hold-mib 48")
+            .service(
+                Component::Svg,
+                "Environment=IMAGESERVING_MEMORY_RESTART=16M IMAGESERVING_PROBE_FAILURES=2",
+            )
+            .service(
+                Component::Image,
+                "Environment=IMAGESERVING_MEMORY_RESTART=1G IMAGESERVING_PROBE_FAILURES=2",
+            ),
+    );
+    sb.run(&["start"]).code(0);
+    let table = sb.run(&["status", "svg"]).stdout;
+    assert!(table.contains("/ 16.0 MiB"), "{table}");
+    let metrics = sb.run(&["metrics"]).code(0).stdout;
+    assert!(
+        metrics.contains("imageserving_component_memory_limit_bytes{component=\"svg\"} 16777216"),
+        "{metrics}"
+    );
+    let (svg, is) = (sb.main_pid(Component::Svg), sb.main_pid(Component::Image));
+    let first = sb.wait_replaced(Component::Svg.unit(), svg, Duration::from_secs(10));
+    // Above its limit again at once, but the back-off holds the next restart for 10 s.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            sb.main_pid(Component::Svg),
+            first,
+            "svg restarted again within the back-off"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sb.wait_replaced(Component::Svg.unit(), first, Duration::from_secs(10));
+    assert_eq!(
+        sb.main_pid(Component::Image),
+        is,
+        "is (below its limit) was restarted"
+    );
+    assert_eq!(sb.state(SUPERVISOR).restarts, 0);
+}
+
+#[test]
+fn a_bad_memory_limit_is_a_configuration_error_naming_the_key() {
+    let sb = Sandbox::with(Options::default().service(
+        Component::Svg,
+        "Environment=IMAGESERVING_MEMORY_RESTART=lots",
+    ));
+    let _ = sb.run(&["start"]);
+    eventually(Duration::from_secs(15), "the supervisor exits 78", || {
+        let s = sb.state(SUPERVISOR);
+        s.active_state == ActiveState::Failed && s.exec_status == ExecStatus::Exited(78)
+    });
+    assert!(
+        sb.state(SUPERVISOR)
+            .status_text
+            .contains("IMAGESERVING_MEMORY_RESTART"),
+        "{}",
+        sb.state(SUPERVISOR).status_text
+    );
+}
