@@ -31,6 +31,7 @@ presetdir=$(pkg-config --variable=systemdsystempresetdir systemd)
 units="imageserving.target imageserving-supervisor.service imageserving-platform.service imageserving-image.service imageserving-svg.service imageserving-metrics.socket imageserving-metrics@.service imageserving-alert@.service"
 expected_common="/usr/bin/ImageServing /usr/bin/imageserving /usr/libexec/imageserving/imageserving-supervisor
 /usr/lib/sysusers.d/imageserving.conf /usr/share/polkit-1/rules.d/50-imageserving.rules
+/usr/share/imageserving/prometheus/imageserving.rules.yml
 /usr/share/man/man1/ImageServing.1.gz /usr/share/man/man1/imageserving.1.gz
 /usr/share/man/man1/ImageServing-start.1.gz /usr/share/man/man1/ImageServing-stop.1.gz
 /usr/share/man/man1/ImageServing-restart.1.gz /usr/share/man/man1/ImageServing-status.1.gz

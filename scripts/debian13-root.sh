@@ -5,10 +5,10 @@
 # The tests boot it as they boot this machine's own root (an overlay, never written), in the
 # pure cgroup v2 layout that its systemd 257 requires. It holds what the package and the
 # package-path tests need: systemd as init, the system bus, logind, polkitd, and the tools the
-# tests run inside (useradd, setpriv, sed, journalctl, man, bash completion).
+# tests run inside (useradd, setpriv, sed, journalctl, man, bash completion, curl).
 set -eu
 dir=${1:-${IMAGESERVING_DEBIAN13_ROOT:-/var/cache/imageserving-tests/debian13}}
-packages=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,passwd,util-linux,procps,login,man-db,bash-completion
+packages=systemd,systemd-sysv,dbus,libpam-systemd,polkitd,passwd,util-linux,procps,login,man-db,bash-completion,curl
 # Made with this list already: nothing to do. (A changed list makes it anew.)
 if [ "$(cat "$dir/.complete" 2>/dev/null)" = "$packages" ]; then
     exit 0

@@ -118,6 +118,10 @@ pub struct UnitStatus {
     pub unreadable_processes: u32,
     /// Automatic restarts by systemd (`NRestarts`).
     pub restarts: u32,
+    /// What the unit's daemon says of itself (`STATUS=`, sd_notify(3)): the supervisor's
+    /// summary, e.g. `2/3 components serving; ps given up (restart refused)`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status_text: String,
     /// systemd stopped restarting it (failed after automatic restarts: the start limit).
     pub given_up: bool,
     /// When the main process started, in seconds after boot (what its uptime counts from).
@@ -139,13 +143,14 @@ impl UnitStatus {
 /// shown and what only systemd knows: the unit's cgroup comes from procfs
 /// (`/proc/MAINPID/cgroup`) rather than `ControlGroup`, its memory charge from the cgroup file
 /// that systemd itself reads for `MemoryCurrent`; `Environment` carries the memory limit the
-/// table shows beside the memory; the last, the start time, is read only when
+/// table shows beside the memory, `StatusText` what the supervisor says of the stack; the last, the start time, is read only when
 /// asked for ([`StatusRequest::systemd_uptime`]); and `Result` only for a unit that is not
 /// active, where it explains why.
-const PROPS: [&str; 4] = [
+const PROPS: [&str; 5] = [
     "MainPID",
     "NRestarts",
     "Environment",
+    "StatusText",
     "ExecMainStartTimestamp",
 ];
 /// Read in addition for units that are not active.
@@ -294,6 +299,7 @@ fn collect_with(
                     processes: 0,
                     unreadable_processes: 0,
                     restarts: 0,
+                    status_text: String::new(),
                     given_up: false,
                     started_after_boot: None,
                     active: sup_info.active_state,

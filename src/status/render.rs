@@ -135,6 +135,15 @@ pub fn human(s: &StackStatus, style: Style) -> String {
         &paint(style, state_color(sup), &state_text(sup)),
         1,
     ));
+    // What the supervisor says, when it has something to say: a component it does not
+    // serve, why (stopped, failed, a restart refused by polkit).
+    if sup.status_text.contains(';') {
+        fitted(
+            &mut out,
+            &format!("Supervisor says: {}", sup.status_text),
+            style.width,
+        );
+    }
     let header = [
         Column {
             header: "NAME",

@@ -107,17 +107,20 @@ pub(super) fn collect_unit(
     let limit_bytes = crate::probe::memory_limit(ctx.unit, &environment)
         .ok()
         .flatten();
-    let started_us = get(3)
+    let status_text = get(3)
+        .and_then(|v| String::try_from(v).ok())
+        .unwrap_or_default();
+    let started_us = get(4)
         .and_then(|v| u64::try_from(v).ok())
         .filter(|t| *t > 0);
-    let result = get(4)
+    let result = get(5)
         .and_then(|v| String::try_from(v).ok())
         .unwrap_or_else(|| "success".to_owned());
     let gave_up = crate::systemd::gave_up(
         ctx.active,
         restarts,
-        crate::systemd::exec_status(get(5), get(6)),
-        &crate::systemd::prevented(get(7)),
+        crate::systemd::exec_status(get(6), get(7)),
+        &crate::systemd::prevented(get(8)),
     );
 
     let running = ctx.active.is_up();
@@ -173,6 +176,7 @@ pub(super) fn collect_unit(
         processes: usage.processes,
         unreadable_processes: usage.unreadable,
         restarts,
+        status_text,
         given_up: gave_up,
         started_after_boot: now
             .boot

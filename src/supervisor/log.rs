@@ -6,6 +6,8 @@ use std::io::Write;
 /// Syslog priorities used by the supervisor.
 #[derive(Debug, Clone, Copy)]
 pub enum Priority {
+    /// 2
+    Crit = 2,
     /// 3
     Err = 3,
     /// 4

@@ -182,10 +182,19 @@ impl Supervisor {
                                 Priority::Err,
                                 &format!("giving up on {unit} for now: restart refused: {e}"),
                             );
-                            // The operator's alert hook, once per give-up.
+                            // The operator's alert hook, once per give-up. Where polkit is
+                            // what refused (stopped, missing), it refuses that start too: the
+                            // alert is then this one `crit` entry, which the journal's own
+                            // forwarding and alerting pick up.
                             let alert = format!("imageserving-alert@{unit}.service");
-                            if let Err(e) = self.mgr.start_unit(&alert) {
-                                log::log(Priority::Err, &format!("cannot start {alert}: {e}"));
+                            if let Err(e2) = self.mgr.start_unit(&alert) {
+                                log::log(
+                                    Priority::Crit,
+                                    &format!(
+                                        "{} {what} and cannot be restarted ({e}); the alert hook {alert} cannot be started either ({e2}): is polkitd running?",
+                                        w.component
+                                    ),
+                                );
                             }
                         }
                     }

@@ -139,3 +139,49 @@ fn the_http_mode_answers_one_request_and_refuses_the_rest() {
     assert!(slow.starts_with("HTTP/1.0 408"), "{slow}");
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
 }
+
+/// The alerting rules the packages ship: `promtool check rules` and `promtool test rules`
+/// (their unit tests: each alert fires after its `for:` and stays silent otherwise), and every
+/// series they use is one `ImageServing metrics` prints.
+#[test]
+fn the_shipped_alert_rules_pass_promtool_and_use_real_series() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/prometheus");
+    for args in [
+        &["check", "rules", "imageserving.rules.yml"][..],
+        &["test", "rules", "imageserving.rules.test.yml"],
+    ] {
+        let out = crate::harness::run_with_timeout(
+            std::process::Command::new("promtool")
+                .args(args)
+                .current_dir(dir),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sb = Sandbox::with(
+        crate::harness::Options::default()
+            .service(Component::Svg, "Environment=IMAGESERVING_MEMORY_RESTART=1G"),
+    );
+    sb.run(&["start"]).code(0);
+    let text = sb.run(&["metrics"]).code(0).stdout;
+    let rules = std::fs::read_to_string(format!("{dir}/imageserving.rules.yml")).expect("rules");
+    let used: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("imageserving_"))
+        .collect();
+    assert!(used.len() >= 6, "{used:?}");
+    for series in used {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{series}{{"))
+                    || l.starts_with(&format!("{series} "))),
+            "the rules use {series}, which 'ImageServing metrics' does not print"
+        );
+    }
+}

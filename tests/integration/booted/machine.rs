@@ -133,6 +133,8 @@ impl Machine {
         }
         std::fs::copy(STANDIN, dir.join("in/imageserving-standin")).expect("copy the stand-in");
 
+        // `--system-call-filter=bpf`: nspawn's seccomp filter refuses bpf(2) otherwise, and
+        // with it the IP access lists of units (IPAddressAllow=), which the tests check.
         // The overlay: / bound non-recursively (no submounts) and read-only as the lower
         // layer, a tmpfs for the upper one; all in the private mount namespace `unshare`
         // made, so it is gone when the last process in it is. nspawn's own state on the host
@@ -153,6 +155,7 @@ impl Machine {
              mkdir -p /run/systemd/nspawn\n\
              mount -t tmpfs -o size=1M,mode=0755 tmpfs /run/systemd/nspawn\n\
              exec {nspawn} -q -D {d}/root --register=no --keep-unit --private-network -M {name} \
+             --system-call-filter=bpf \
              --console=read-only --bind-ro={d}/in:{IN} --bind-ro={tree} -b{masks}\n",
             tree = env!("CARGO_MANIFEST_DIR"),
             root = root.display()

@@ -225,3 +225,51 @@ fn bus_restarts(layout: Layout) {
         .stderr_has("systemd-journal");
 }
 in_both_layouts!(the_supervisor_survives_system_bus_restarts, bus_restarts);
+
+/// Without polkit (its daemon stopped and masked), the supervisor cannot restart a hung
+/// component: it says so where the operator looks. `STATUS=` and `ImageServing status` name
+/// the refused restart, the journal has it at `err`, and the alert hook runs once.
+fn without_polkit(layout: Layout) {
+    let m = installed(layout);
+    m.sh("ImageServing start").code(0);
+    m.sh("systemctl mask --now polkit.service").code(0);
+    let ps = m.main_pid(Component::Platform.unit());
+    m.sh(&format!("kill -USR1 {ps}")).code(0);
+    m.eventually(
+        Duration::from_secs(90),
+        "STATUS= says the restart was refused",
+        || {
+            m.prop(SUPERVISOR, "StatusText")
+                .contains("ps given up (restart refused)")
+        },
+    );
+    let status = m.sh("ImageServing status").stdout;
+    assert!(
+        status.contains("Supervisor says:") && status.contains("restart refused"),
+        "{status}"
+    );
+    let err = m
+        .sh("journalctl -u imageserving-supervisor -p err --no-pager -o cat")
+        .stdout;
+    assert!(
+        err.contains("giving up on imageserving-platform.service for now: restart refused"),
+        "{err}"
+    );
+    // polkit refuses the alert hook's start too: the alert is the supervisor's one `crit`
+    // entry, naming polkit.
+    m.eventually(Duration::from_secs(30), "one alert", || {
+        let crit = m
+            .sh("journalctl -u imageserving-supervisor -p crit --no-pager -o cat")
+            .stdout;
+        crit.lines().count() == 1 && crit.contains("is polkitd running?")
+    });
+    assert_eq!(
+        m.main_pid(Component::Platform.unit()),
+        ps,
+        "ps was restarted without polkit"
+    );
+}
+in_both_layouts!(
+    without_polkit_a_refused_restart_is_reported_everywhere,
+    without_polkit
+);

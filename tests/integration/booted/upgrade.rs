@@ -111,6 +111,10 @@ fn upgrade_without_outage(layout: Layout, kind: Kind) {
     m.sh("sed -i 's/^TimeoutStopSec=60$/TimeoutStopSec=61/' /usr/lib/systemd/system/imageserving-image.service && systemctl daemon-reload")
         .code(0);
 
+    // The metrics endpoint, enabled and active, stays so through the upgrade.
+    m.sh("systemctl enable --now imageserving-metrics.socket")
+        .code(0);
+
     let client = Client::start(&m);
     std::thread::sleep(Duration::from_secs(1));
     let upgrade = m.sh(&kind.install(2)).code(0);
@@ -136,6 +140,17 @@ fn upgrade_without_outage(layout: Layout, kind: Kind) {
             "too few requests: {target}"
         );
     }
+    assert_eq!(
+        m.prop("imageserving-metrics.socket", "ActiveState"),
+        "active",
+        "the upgrade left the enabled metrics endpoint inactive"
+    );
+    assert_eq!(
+        m.sh("curl -sS -o /dev/null -w '%{http_code}' --max-time 10 http://127.0.0.1:9917/metrics")
+            .stdout
+            .trim(),
+        "200"
+    );
     let new_supervisor = m.main_pid(SUPERVISOR);
     assert!(
         new_supervisor != supervisor && new_supervisor != 0,
