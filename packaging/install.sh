@@ -83,8 +83,9 @@ for unit in "$here"/units/*.service "$here"/units/*.socket "$here"/units/*.targe
         #   anyway (dmesg_restrict, /dev/kmsg is root's).
         sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e "s|@BINDIR@|$bindir|g" -e 's|@SCOPE@|--user|g' \
             -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' \
-            -e '/^User=/d' -e '/^Group=/d' -e '/^DynamicUser=yes$/d' \
             -e '/^ProtectKernelLogs=yes$/d' -e '/^PrivateUsers=yes$/d' \
+            -e 's|^User=imageserving-alert$|PrivateUsers=yes|' \
+            -e '/^User=/d' -e '/^Group=/d' -e '/^SupplementaryGroups=/d' -e '/^DynamicUser=yes$/d' \
             -e 's|^NoNewPrivileges=yes$|NoNewPrivileges=yes\nPrivateUsers=yes|' "$unit"
     else
         sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e "s|@BINDIR@|$bindir|g" -e 's|@SCOPE@|--system|g' "$unit"

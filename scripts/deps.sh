@@ -12,9 +12,10 @@ set -eu
 demo="systemd dbus-daemon util-linux procps libc6-dev"
 # The tests add: systemd-container (systemd-nspawn) and polkitd for the booted-system stage;
 # debootstrap for its Debian 13 root; prometheus (promtool, and the server that scrapes the
-# endpoint) and curl; openssh-server and socat for the fleet tests; debhelper, pkg-config,
+# endpoint) and curl; openssh-server and socat for the fleet tests; exim4-daemon-light (an MTA
+# the booted boxes deliver the alert e-mail with); debhelper, pkg-config,
 # lintian, rpm, rpmlint for the packages; nodejs to evaluate the polkit rule.
-test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat debhelper pkg-config lintian rpm rpmlint nodejs"
+test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat exim4-daemon-light debhelper pkg-config lintian rpm rpmlint nodejs"
 
 case "${1:-}" in
     demo) wanted=$demo ;;

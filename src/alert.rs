@@ -3,9 +3,11 @@
 //! when the supervisor could not restart a component that stopped serving.
 //!
 //! It gathers what an operator needs (the unit, the component, systemd's result, the
-//! restart count, the last journal lines) and hands it to the command the operator set in
-//! `IMAGESERVING_ALERT_COMMAND` (a drop-in on the alert unit): in its environment and, as
-//! text, on its stdin. Without a command it writes one journal entry at priority `crit`.
+//! restart count, the last journal lines) and sends it as the operator set on the alert unit
+//! (a drop-in): as e-mail to `IMAGESERVING_ALERT_MAIL_TO`, through `/usr/sbin/sendmail`, the
+//! interface every MTA provides; and to the command in `IMAGESERVING_ALERT_COMMAND`, in its
+//! environment and, as text, on its stdin. With neither, it writes one journal entry at
+//! priority `crit`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,6 +19,13 @@ use crate::systemd::{ActiveState, Manager, Scope};
 
 /// The environment key of the operator's command, run with `sh -c`.
 pub const KEY_COMMAND: &str = "IMAGESERVING_ALERT_COMMAND";
+/// The environment key of the e-mail recipients (comma-separated addresses).
+pub const KEY_MAIL_TO: &str = "IMAGESERVING_ALERT_MAIL_TO";
+/// The MTA's submission interface.
+const SENDMAIL: &str = "/usr/sbin/sendmail";
+/// The longest value passed in the command's environment: a journal line may be 48 KiB, and
+/// the kernel refuses to run a command with one string over 128 KiB (`MAX_ARG_STRLEN`).
+pub const MAX_VALUE: usize = 32 * 1024;
 /// How many journal lines go with an alert.
 const JOURNAL_LINES: u32 = 20;
 
@@ -40,7 +49,8 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The environment the command gets.
+    /// The environment the command gets, each value at most [`MAX_VALUE`] bytes (cut, with a
+    /// line that says so; stdin carries the whole text).
     pub fn environment(&self) -> Vec<(&'static str, String)> {
         vec![
             ("IMAGESERVING_ALERT_UNIT", self.unit.clone()),
@@ -51,6 +61,33 @@ impl Alert {
             ("IMAGESERVING_ALERT_SUMMARY", self.summary.clone()),
             ("IMAGESERVING_ALERT_JOURNAL", self.journal.join("\n")),
         ]
+        .into_iter()
+        .map(|(k, v)| (k, bounded(v, MAX_VALUE)))
+        .collect()
+    }
+
+    /// What happened, in a few words, for a mail's subject.
+    fn what(&self) -> &'static str {
+        if self.summary.contains("systemd gave up") {
+            "failed, systemd gave up"
+        } else {
+            "not serving, restart refused"
+        }
+    }
+
+    /// The e-mail to `to`: headers (the subject names host, component and what happened),
+    /// then the text. `None` when `to` could smuggle a header (a line break).
+    pub fn mail(&self, to: &str) -> Option<String> {
+        if to.contains(['\r', '\n']) {
+            return None;
+        }
+        Some(format!(
+            "To: {to}\nSubject: [Image Serving] {host}: {component} {what}\nAuto-Submitted: auto-generated\nContent-Type: text/plain; charset=utf-8\n\n{text}",
+            host = self.host,
+            component = self.component,
+            what = self.what(),
+            text = self.text()
+        ))
     }
 
     /// The text on the command's stdin: the summary, then the journal lines (a mail body).
@@ -108,36 +145,76 @@ fn gather(scope: Scope, unit: &str) -> Result<Alert, Error> {
 }
 
 fn send(alert: &Alert) -> Result<(), Error> {
-    let command = std::env::var(KEY_COMMAND)
-        .ok()
-        .filter(|c| !c.trim().is_empty());
-    let Some(command) = command else {
-        // No command: one entry at priority crit (the `<2>` prefix, sd-daemon(3)).
+    let set = |key| {
+        std::env::var(key)
+            .ok()
+            .filter(|v: &String| !v.trim().is_empty())
+    };
+    let (mail_to, command) = (set(KEY_MAIL_TO), set(KEY_COMMAND));
+    if mail_to.is_none() && command.is_none() {
+        // No channel: one entry at priority crit (the `<2>` prefix, sd-daemon(3)).
         crate::output::err(&format!("<2>{}\n", alert.summary));
         return Ok(());
-    };
+    }
     let not_sent = |why: String| Error::AlertNotSent {
         summary: alert.summary.clone(),
         why,
     };
-    let child = Command::new("/bin/sh")
-        .args(["-c", &command])
-        .envs(alert.environment())
+    if let Some(to) = mail_to {
+        let message = alert
+            .mail(&to)
+            .ok_or_else(|| not_sent(format!("has a line break in {KEY_MAIL_TO}")))?;
+        let mut sendmail = Command::new(SENDMAIL);
+        // -odi: deliver before returning. The alert unit ends when this process does, and
+        // systemd then stops what is left in its cgroup: a delivery forked to the
+        // background (exim's default without a queue runner) would be killed.
+        sendmail.args(["-t", "-oi", "-odi"]);
+        pipe_to(&mut sendmail, &message, "sendmail").map_err(not_sent)?;
+        crate::output::err(&format!("<5>alert mailed to {to}: {}\n", alert.summary));
+    }
+    if let Some(command) = command {
+        let mut sh = Command::new("/bin/sh");
+        sh.args(["-c", &command]).envs(alert.environment());
+        pipe_to(&mut sh, &alert.text(), "command").map_err(not_sent)?;
+        crate::output::err(&format!("<5>alert sent: {}\n", alert.summary));
+    }
+    Ok(())
+}
+
+/// Run `cmd` with `input` on its stdin; `Err` says what went wrong with the `what`.
+fn pipe_to(cmd: &mut Command, input: &str, what: &str) -> Result<(), String> {
+    let mut child = cmd
         .stdin(Stdio::piped())
-        .spawn();
-    let mut child = child.map_err(|e| not_sent(format!("could not be run: {e}")))?;
+        .spawn()
+        .map_err(|e| format!("{what} could not be run: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A command that does not read its input is fine.
-        let _ = stdin.write_all(alert.text().as_bytes());
+        let _ = stdin.write_all(input.as_bytes());
     }
     match child.wait() {
-        Ok(status) if status.success() => {
-            crate::output::err(&format!("<5>alert sent: {}\n", alert.summary));
-            Ok(())
-        }
-        Ok(status) => Err(not_sent(format!("failed: {status}"))),
-        Err(e) => Err(not_sent(format!("could not be waited for: {e}"))),
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(format!("{what} failed: {status}")),
+        Err(e) => Err(format!("{what} could not be waited for: {e}")),
     }
+}
+
+/// `value` cut to at most `max` bytes on a character boundary, with a last line that says
+/// how much was left out.
+pub fn bounded(value: String, max: usize) -> String {
+    if value.len() <= max {
+        return value;
+    }
+    let note = format!(
+        "\n[cut here: {} more bytes; the whole text is on stdin]",
+        value.len()
+    );
+    let mut end = max.saturating_sub(note.len());
+    while end > 0 && !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = value.get(..end).unwrap_or_default().to_owned();
+    out.push_str(&note);
+    out
 }
 
 #[cfg(test)]
@@ -167,6 +244,32 @@ mod tests {
         assert_eq!(
             a.text(),
             "Image Serving on h1: SVG Server failed\n\nLast journal lines:\nline 1\nline 2\n"
+        );
+        let mail = a.mail("ops@example.org").unwrap();
+        assert!(mail.starts_with("To: ops@example.org\nSubject: [Image Serving] h1: svg not serving, restart refused\n"), "{mail}");
+        assert!(mail.ends_with("line 2\n"), "{mail}");
+        assert_eq!(a.mail("ops@example.org\nBcc: x@example.org"), None);
+    }
+
+    #[test]
+    fn oversized_values_are_cut_and_say_so() {
+        let journal = vec!["x".repeat(48 * 1024); 20];
+        let a = Alert {
+            unit: "u".into(),
+            component: "svg".into(),
+            result: "signal".into(),
+            restarts: 5,
+            host: "h1".into(),
+            summary: "s".into(),
+            journal,
+        };
+        for (_, v) in a.environment() {
+            assert!(v.len() <= MAX_VALUE, "{}", v.len());
+        }
+        let j = bounded("é".repeat(40_000), 1000);
+        assert!(
+            j.len() <= 1000 && j.ends_with("the whole text is on stdin]"),
+            "{j}"
         );
     }
 }

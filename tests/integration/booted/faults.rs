@@ -169,3 +169,56 @@ in_both_layouts!(
     failures_alert_and_explain_themselves,
     failures_that_explain_themselves
 );
+
+/// E-mail, as the original's alerting did: a component that fails until systemd gives up
+/// sends exactly one message, through /usr/sbin/sendmail (Debian's exim, delivering locally),
+/// to the address set on the alert unit, with a subject naming host, component and what
+/// happened, and the journal lines (one of them 100 KB long) in the body.
+fn alert_mail(layout: Layout) {
+    let m = installed(layout);
+    m.sh(
+        "useradd -m ops && mkdir -p /etc/systemd/system/imageserving-alert@.service.d && \
+          printf '[Service]\\nEnvironment=IMAGESERVING_ALERT_MAIL_TO=ops@localhost\\n' \
+              >/etc/systemd/system/imageserving-alert@.service.d/50-mail.conf && \
+          systemctl daemon-reload",
+    )
+    .code(0);
+    m.sh(
+        "printf '%s\\n' '#!/bin/sh' 'head -c 100000 /dev/zero | tr \"\\000\" x' 'echo' \
+              'echo \"SvgServer: JAVA_HOME is not set\"' 'exit 1' \
+              >/usr/local/scene7/ImageServing/bin/SvgServer",
+    )
+    .code(0);
+    let _ = m.sh_timeout("ImageServing start", Duration::from_secs(120));
+    m.eventually(Duration::from_secs(60), "a mail in /var/mail/ops", || {
+        m.sh("grep -c '^Subject: ' /var/mail/ops 2>/dev/null; true")
+            .stdout
+            .trim()
+            == "1"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mail = m.sh("cat /var/mail/ops").code(0).stdout;
+    assert_eq!(
+        mail.matches("\nSubject: ").count(),
+        1,
+        "not exactly one mail:\n{mail}"
+    );
+    assert!(
+        mail.contains("Subject: [Image Serving] ")
+            && mail.contains(": svg failed, systemd gave up"),
+        "{}",
+        mail.lines().take(30).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        mail.contains("SvgServer: JAVA_HOME is not set"),
+        "the journal lines are missing"
+    );
+    assert_eq!(
+        m.prop(
+            "imageserving-alert@imageserving-svg.service.service",
+            "Result"
+        ),
+        "success"
+    );
+}
+in_both_layouts!(a_give_up_sends_one_mail_through_the_local_mta, alert_mail);
