@@ -111,7 +111,8 @@ in_both_layouts!(prometheus_scrapes_the_socket_activated_endpoint, endpoint);
 
 /// The endpoint widened as documented, and its limits: an allowed source gets its 200 and
 /// another nothing (two network namespaces inside the box, each with a veth pair to it);
-/// idle connections that an unprivileged account keeps open do not stop a scrape.
+/// idle connections that an unprivileged account keeps open do not stop a scrape; an
+/// instance killed mid-way leaves no failed unit.
 fn endpoint_safety(layout: Layout) {
     let m = installed(layout);
     m.sh("ImageServing start").code(0);
@@ -137,6 +138,26 @@ fn endpoint_safety(layout: Layout) {
         scrapes.stdout
     );
     m.sh("systemctl stop test-idlers").code(0);
+
+    // An instance killed mid-way (a silent client keeps it waiting) leaves no failed unit.
+    m.bash(
+        "exec 3<>/dev/tcp/127.0.0.1/9917; sleep 1; \
+         systemctl kill -s KILL 'imageserving-metrics@*.service'; sleep 1",
+        Duration::from_secs(30),
+    );
+    let mut failed = String::new();
+    for _ in 0..100 {
+        failed = m
+            .sh("systemctl list-units --failed --no-legend --plain")
+            .stdout
+            .trim()
+            .to_owned();
+        if failed.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(failed, "", "failed units after a scrape was killed");
 
     // Widened as the socket unit's comment says: the access list on the socket acts.
     m.sh("set -e
