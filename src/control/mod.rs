@@ -186,22 +186,29 @@ impl Stack {
 
     /// Start the target and wait until the supervisor reports the stack ready.
     pub fn start(&self, progress: &mut Progress) -> Result<Outcome, Error> {
-        self.startable(|_| true)?;
-        let wait = self.listen(&self.services)?;
-        self.reset_failed(&self.all_names())?;
-        let job = self.mgr.start_unit(TARGET)?;
-        self.wait_ready(&wait, &job, "Starting", progress)?;
+        self.bring_up(Manager::start_unit, "Starting", progress)?;
         Ok(Outcome::Started)
     }
 
     /// Restart every unit of the stack, supervisor included, and wait until ready again.
     pub fn restart(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        self.bring_up(Manager::restart_unit, "Restarting", progress)?;
+        Ok(Outcome::Restarted)
+    }
+
+    /// The target's start or restart job (`enqueue`), after the checks and the clean slate
+    /// it needs, and the wait until the stack serves.
+    fn bring_up(
+        &self,
+        enqueue: impl FnOnce(&Manager, &str) -> Result<OwnedObjectPath, crate::systemd::SystemdError>,
+        verb: &str,
+        progress: &mut Progress,
+    ) -> Result<(), Error> {
         self.startable(|_| true)?;
         let wait = self.listen(&self.services)?;
         self.reset_failed(&self.all_names())?;
-        let job = self.mgr.restart_unit(TARGET)?;
-        self.wait_ready(&wait, &job, "Restarting", progress)?;
-        Ok(Outcome::Restarted)
+        let job = enqueue(&self.mgr, TARGET)?;
+        self.wait_ready(&wait, &job, verb, progress)
     }
 
     /// Restart one component only; the others keep their processes.

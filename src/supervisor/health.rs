@@ -211,19 +211,23 @@ impl Health {
                 self.failures += 1;
                 self.serving = false;
                 self.last_error = Some(e);
-                if self.failures < self.settings.failures {
-                    Step::Failed {
-                        count: self.failures,
-                        limit: self.settings.failures,
-                    }
-                } else if now < self.not_before {
-                    Step::BackingOff
-                } else {
-                    Step::Restart {
-                        failures: self.failures,
-                    }
-                }
+                self.after(self.failures, now)
             }
+        }
+    }
+
+    /// What `count` bad readings in a row call for: another counted failure, a restart, or
+    /// a wait for the back-off.
+    fn after(&self, count: u32, now: Instant) -> Step {
+        if count < self.settings.failures {
+            Step::Failed {
+                count,
+                limit: self.settings.failures,
+            }
+        } else if now < self.not_before {
+            Step::BackingOff
+        } else {
+            Step::Restart { failures: count }
         }
     }
 
@@ -236,18 +240,7 @@ impl Health {
             return Step::Quiet;
         }
         self.over_memory += 1;
-        if self.over_memory < self.settings.failures {
-            Step::Failed {
-                count: self.over_memory,
-                limit: self.settings.failures,
-            }
-        } else if now < self.not_before {
-            Step::BackingOff
-        } else {
-            Step::Restart {
-                failures: self.over_memory,
-            }
-        }
+        self.after(self.over_memory, now)
     }
 
     /// After a [`Step::BackingOff`]: how long until a restart may come again, the first

@@ -26,41 +26,40 @@ mod user_manager;
 
 pub use machine::Layout;
 
-/// Run one scenario in both cgroup layouts, as two tests that run in parallel.
+/// Run one scenario as one test per box kind given (`test_name => Layout`), in parallel.
+macro_rules! in_layouts {
+    ($name:ident, $scenario:ident, $($test:ident => $layout:ident),+) => {
+        mod $name {
+            $(
+                #[test]
+                fn $test() {
+                    super::$scenario($crate::booted::Layout::$layout);
+                }
+            )+
+        }
+    };
+}
+pub(crate) use in_layouts;
+
+/// Run one scenario in both cgroup layouts of this machine's image.
 macro_rules! in_both_layouts {
     ($name:ident, $scenario:ident) => {
-        mod $name {
-            #[test]
-            fn hybrid() {
-                super::$scenario($crate::booted::Layout::Hybrid);
-            }
-            #[test]
-            fn unified() {
-                super::$scenario($crate::booted::Layout::Unified);
-            }
-        }
+        $crate::booted::in_layouts!($name, $scenario, hybrid => Hybrid, unified => Unified);
     };
 }
 pub(crate) use in_both_layouts;
 
 /// Run one scenario of the package path in both layouts of this machine's image and on
-/// Debian 13, as three tests that run in parallel.
+/// Debian 13.
 macro_rules! on_every_image {
     ($name:ident, $scenario:ident) => {
-        mod $name {
-            #[test]
-            fn hybrid() {
-                super::$scenario($crate::booted::Layout::Hybrid);
-            }
-            #[test]
-            fn unified() {
-                super::$scenario($crate::booted::Layout::Unified);
-            }
-            #[test]
-            fn debian13() {
-                super::$scenario($crate::booted::Layout::Debian13);
-            }
-        }
+        $crate::booted::in_layouts!(
+            $name,
+            $scenario,
+            hybrid => Hybrid,
+            unified => Unified,
+            debian13 => Debian13
+        );
     };
 }
 pub(crate) use on_every_image;
