@@ -73,13 +73,21 @@ pub fn hostname() -> String {
 }
 
 /// The summed RSS of every process of the unit whose main process is `main_pid` (its cgroup,
-/// as `status` sums it); `None` when its cgroup cannot be read.
+/// as `status` sums it); the main process's alone when the cgroup cannot be listed; `None`
+/// when neither can be read.
 pub fn unit_rss(procs: &mut ProcReader, cgroups: &CgroupReader, main_pid: u32) -> Option<u64> {
-    let Sample::Value(cgroup) = procs.cgroup_path(main_pid) else {
-        return None;
+    let in_cgroup = match procs.cgroup_path(main_pid) {
+        Sample::Value(cgroup) => cgroups.pids(&cgroup),
+        _ => None,
     };
-    let pids = cgroups.pids(&cgroup)?;
-    Some(procs.usage(&pids, false, Some(main_pid)).rss_bytes)
+    match in_cgroup {
+        Some(pids) => Some(procs.usage(&pids, false, Some(main_pid)).rss_bytes),
+        // The cgroup cannot be listed from here: the main process's own figure.
+        None => match procs.rss_bytes(main_pid) {
+            Sample::Value(rss) => Some(rss),
+            _ => None,
+        },
+    }
 }
 
 /// Reads procfs files of processes into a reused buffer.

@@ -500,7 +500,7 @@ fn a_component_over_its_memory_limit_is_restarted_once_per_back_off_window() {
         "{metrics}"
     );
     let (svg, is) = (sb.main_pid(Component::Svg), sb.main_pid(Component::Image));
-    let first = sb.wait_replaced(Component::Svg.unit(), svg, Duration::from_secs(10));
+    let first = sb.wait_replaced(Component::Svg.unit(), svg, Duration::from_secs(20));
     // Above its limit again at once, but the back-off holds the next restart for 10 s.
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(8) {
