@@ -264,7 +264,9 @@ impl Supervisor {
         while let Some(msg) = next.take().or_else(|| self.rx.try_recv().ok()) {
             let handled = match msg {
                 Msg::Unit(p) => self.refresh(Some(&p)),
-                Msg::Reloaded => self.reload_settings(),
+                // A reload or re-execution may have changed any unit without a signal for
+                // it: read them all again.
+                Msg::Reloaded => self.reload_settings().and_then(|()| self.refresh(None)),
                 Msg::Terminate => return Ok(self.terminate()),
                 Msg::BusLost(e) => Err(Error::BusLost(e)),
             };

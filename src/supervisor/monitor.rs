@@ -8,7 +8,7 @@ use sd_notify::NotifyState;
 use super::health::{Health, Step};
 use super::log::{self, Priority};
 use super::watched::Watched;
-use super::{notify, Supervisor};
+use super::{notify, Msg, Supervisor};
 use crate::error::Error;
 use crate::probe;
 use crate::procinfo::Sample;
@@ -27,8 +27,24 @@ impl Supervisor {
     /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
     pub(super) fn monitor(mut self) -> Result<(), Error> {
         let mut next_ping = Instant::now();
+        let mut next_recheck = Instant::now();
         loop {
             let now = Instant::now();
+            // A state read while the manager re-executes can come back as neither of the
+            // known ones, and a stopped unit sends no further change to correct it: read
+            // such units again, twice a second, until they say what they are.
+            let unsure: Vec<_> = self
+                .watched
+                .iter()
+                .filter(|w| w.state == ActiveState::Other)
+                .map(|w| w.path.clone())
+                .collect();
+            if now >= next_recheck {
+                for path in &unsure {
+                    let _ = self.tx.send(Msg::Unit(path.clone()));
+                }
+                next_recheck = now + Duration::from_millis(500);
+            }
             self.probe_round(now);
             let summary = self.summary();
             self.set_status(summary);
@@ -47,6 +63,9 @@ impl Supervisor {
                 .unwrap_or(now + Duration::from_secs(60));
             if self.watchdog.is_some() {
                 wake = wake.min(next_ping);
+            }
+            if !unsure.is_empty() {
+                wake = wake.min(next_recheck);
             }
             if self.wait(wake.saturating_duration_since(Instant::now()))? {
                 return Ok(());

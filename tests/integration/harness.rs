@@ -97,13 +97,18 @@ pub struct Sandbox {
 
 /// A port no other sandbox of this run hands out: a per-process range walked by a counter,
 /// skipping ports something else holds. (Ephemeral ports from bind(0) can be handed out again
-/// to a parallel test as soon as they are released.)
+/// to a parallel test as soon as they are released.) The range stays below the kernel's
+/// ephemeral range (32768 and up): a probe's outgoing connection takes its source port from
+/// there, and its TIME_WAIT would make a stand-in's later bind fail with EADDRINUSE for a
+/// minute.
 fn free_port() -> u16 {
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = 20_000 + (std::process::id() % 600) * 50;
+    let offset = (std::process::id() % 440) * 50;
     loop {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let port = u16::try_from(base + n % 10_000).expect("port in range");
+        let port = u16::try_from(LOW + (offset + n) % SPAN).expect("port in range");
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
