@@ -62,8 +62,15 @@ struct Args {
 enum CommandArgs {
     /// Start the Server Supervisor and every component; return once the stack serves.
     Start,
-    /// Stop every component and the Server Supervisor; return once no process is left.
-    Stop,
+    /// Stop every component and the Server Supervisor, or only the component named (ps, is
+    /// or svg); return once no process of what was stopped is left.
+    ///
+    /// A component stopped alone stays stopped (maintenance): the supervisor does not start
+    /// it again; 'ImageServing start' or 'restart NAME' does.
+    Stop {
+        /// Stop only this component; the others and the supervisor keep running.
+        component: Option<Component>,
+    },
     /// Restart the whole stack, or only the component named (ps, is or svg).
     Restart {
         /// Restart only this component; the others keep running untouched.
@@ -141,7 +148,7 @@ fn request(args: Args) -> Result<Request, Error> {
     };
     let command = match args.command {
         CommandArgs::Start => Command::Start,
-        CommandArgs::Stop => Command::Stop,
+        CommandArgs::Stop { component } => Command::Stop(component),
         CommandArgs::Metrics { http } => Command::Metrics { http },
         CommandArgs::Alert { unit } => Command::Alert(unit),
         CommandArgs::Logs {
@@ -195,7 +202,7 @@ fn request(args: Args) -> Result<Request, Error> {
     } else {
         if !matches!(
             command,
-            Command::Status(..) | Command::Start | Command::Stop | Command::Restart(_)
+            Command::Status(..) | Command::Start | Command::Stop(_) | Command::Restart(_)
         ) {
             return usage("--host and --hosts work with status, start, stop and restart");
         }

@@ -38,8 +38,8 @@ pub struct Request {
 pub enum Command {
     /// `start`
     Start,
-    /// `stop`
-    Stop,
+    /// `stop`, optionally of one component.
+    Stop(Option<Component>),
     /// `restart`, optionally of one component.
     Restart(Option<Component>),
     /// `status`, with how to print it.

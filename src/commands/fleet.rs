@@ -22,7 +22,7 @@ pub(super) fn run(fleet: &Fleet, scope: Scope, command: &Command, full: bool) ->
     let (action, json) = match *command {
         Command::Status(req, format) => (Action::Status(req.only), format == Format::Json),
         Command::Start => (Action::Start, false),
-        Command::Stop => (Action::Stop, false),
+        Command::Stop(c) => (Action::Stop(c), false),
         Command::Restart(c) => (Action::Restart(c), false),
         _ => return exit::USAGE,
     };

@@ -42,12 +42,19 @@ pub fn execute(request: &Request) -> i32 {
             TARGET,
             Stack::start,
         ),
-        Command::Stop => control::control(
+        Command::Stop(None) => control::control(
             scope,
             ask,
             ("Stopping", "Image Serving"),
             TARGET,
             Stack::stop,
+        ),
+        Command::Stop(Some(c)) => control::control(
+            scope,
+            ask,
+            ("Stopping", c.short_name()),
+            c.unit(),
+            |stack, p| stack.stop_component(c, p),
         ),
         Command::Restart(None) => control::control(
             scope,

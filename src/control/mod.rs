@@ -73,6 +73,10 @@ pub enum Outcome {
     Restarted,
     /// One component was restarted and is active again, with its new main PID.
     ComponentRestarted(Component, u32),
+    /// One component was stopped and no process of its unit is left.
+    ComponentStopped(Component),
+    /// That component was already stopped.
+    ComponentAlreadyStopped(Component),
 }
 
 impl std::fmt::Display for Outcome {
@@ -88,6 +92,15 @@ impl std::fmt::Display for Outcome {
                 c.title(),
                 c.unit()
             ),
+            Outcome::ComponentStopped(c) => write!(
+                f,
+                "{} ({c}) stopped: {} is inactive and no process of it is left; the supervisor leaves it stopped.",
+                c.title(),
+                c.unit()
+            ),
+            Outcome::ComponentAlreadyStopped(c) => {
+                write!(f, "{} ({c}) is already stopped.", c.title())
+            }
         }
     }
 }
@@ -178,6 +191,17 @@ impl Stack {
         Ok(())
     }
 
+    /// The unit of `component`, as loaded.
+    fn unit_of(&self, component: Component) -> Result<&StackUnit, Error> {
+        self.services
+            .iter()
+            .find(|u| u.component == Some(component))
+            .ok_or_else(|| Error::BadAnswer {
+                scope: self.mgr.scope(),
+                what: component.unit().to_owned(),
+            })
+    }
+
     fn all_names(&self) -> Vec<&'static str> {
         std::iter::once(TARGET)
             .chain(self.services.iter().map(|u| u.name))
@@ -218,14 +242,7 @@ impl Stack {
         progress: &mut Progress,
     ) -> Result<Outcome, Error> {
         self.startable(|unit| unit == component.unit())?;
-        let unit = self
-            .services
-            .iter()
-            .find(|u| u.component == Some(component))
-            .ok_or_else(|| Error::BadAnswer {
-                scope: self.mgr.scope(),
-                what: component.unit().to_owned(),
-            })?;
+        let unit = self.unit_of(component)?;
         let wait = self.listen(std::slice::from_ref(unit))?;
         self.reset_failed(&[unit.name])?;
         let job = self.mgr.restart_unit(unit.name)?;

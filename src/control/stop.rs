@@ -2,7 +2,7 @@
 //! wait until every unit is down and no process of the stack is left.
 
 use super::{Outcome, Stack, StackUnit};
-use crate::component::{self, TARGET};
+use crate::component::{self, Component, TARGET};
 use crate::error::Error;
 use crate::progress::Progress;
 use crate::systemd::Verdict;
@@ -26,7 +26,7 @@ impl Stack {
             .iter()
             .all(|u| u.active_state.is_down() && u.job_id == 0)
         {
-            self.ensure_no_processes()?;
+            self.ensure_no_processes(&self.services)?;
             return Ok(Outcome::AlreadyStopped);
         }
         // The target's stop job, when the target still has its file; without it, the
@@ -73,13 +73,51 @@ impl Stack {
             Verdict::Wait
         })?;
         progress.clear();
-        self.ensure_no_processes()?;
+        self.ensure_no_processes(&self.services)?;
         Ok(Outcome::Stopped)
     }
 
-    fn ensure_no_processes(&self) -> Result<(), Error> {
+    /// Stop one component's unit and wait until it is down and no process of it is left.
+    /// The supervisor takes a unit that is down with no job pending for one the operator
+    /// stopped, and leaves it so.
+    pub fn stop_component(
+        &self,
+        component: Component,
+        progress: &mut Progress,
+    ) -> Result<Outcome, Error> {
+        let unit = self.unit_of(component)?;
+        let units = std::slice::from_ref(unit);
+        let wait = self.listen(units)?;
+        let before = self.mgr.service_state(unit.path.as_str())?;
+        if before.active_state.is_down() && before.job_id == 0 {
+            self.ensure_no_processes(units)?;
+            return Ok(Outcome::ComponentAlreadyStopped(component));
+        }
+        let job = self.mgr.stop_unit(unit.name)?;
+        wait.until(Some(&job), |now| {
+            let Some(state) = now.states.first() else {
+                return Verdict::Wait;
+            };
+            if state.active_state.is_down() {
+                return Verdict::Done(());
+            }
+            if now.result.is_some() && state.job_id == 0 {
+                return Verdict::Fail(Error::StartedDuringStop {
+                    unit: unit.name.to_owned(),
+                    state: state.active_state.as_str().to_owned(),
+                });
+            }
+            progress.show(&format!("waiting for {component} to stop"));
+            Verdict::Wait
+        })?;
+        progress.clear();
+        self.ensure_no_processes(units)?;
+        Ok(Outcome::ComponentStopped(component))
+    }
+
+    fn ensure_no_processes(&self, units: &[StackUnit]) -> Result<(), Error> {
         let mut left = Vec::new();
-        for unit in &self.services {
+        for unit in units {
             for (_cgroup, pid, cmd) in self.mgr.unit_processes(unit.name)? {
                 left.push(format!("{} pid {pid} ({cmd})", unit.name));
             }

@@ -129,8 +129,8 @@ pub enum Action {
     Status(Option<Component>),
     /// `start`
     Start,
-    /// `stop`
-    Stop,
+    /// `stop [COMPONENT]`
+    Stop(Option<Component>),
     /// `restart [COMPONENT]`
     Restart(Option<Component>),
 }
@@ -153,7 +153,10 @@ impl Action {
                 args.push("--json".into());
             }
             Action::Start => args.push("start".into()),
-            Action::Stop => args.push("stop".into()),
+            Action::Stop(c) => {
+                args.push("stop".into());
+                args.extend(c.map(|c| c.short_name().to_owned()));
+            }
             Action::Restart(c) => {
                 args.push("restart".into());
                 args.extend(c.map(|c| c.short_name().to_owned()));

@@ -20,7 +20,7 @@ pub fn summary(results: &[HostResult], action: Action, not_restarted: &[String])
     let verb = match action {
         Action::Status(_) => "running",
         Action::Start => "started",
-        Action::Stop => "stopped",
+        Action::Stop(_) => "stopped",
         Action::Restart(_) => "restarted",
     };
     let mut line = format!(

@@ -83,6 +83,41 @@ fn restart_one_component_keeps_the_others() {
 }
 
 #[test]
+fn stop_one_component_leaves_it_stopped_and_the_others_serving() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let before: Vec<u32> = Component::ALL.iter().map(|c| sb.main_pid(*c)).collect();
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    sb.run(&["stop", "svg"])
+        .code(0)
+        .stdout_has("SVG Server (svg) stopped");
+    assert!(!is_alive(before[2]), "svg's process is left");
+    // The supervisor sees a component the operator stopped, and leaves it so.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let svg = sb.state(Component::Svg.unit());
+    assert!(
+        svg.active_state.is_down() && svg.job_id == 0,
+        "{}",
+        svg.summary()
+    );
+    assert_eq!(sb.main_pid(Component::Platform), before[0]);
+    assert_eq!(sb.main_pid(Component::Image), before[1]);
+    let s = sb.state(SUPERVISOR);
+    assert_eq!((s.main_pid, s.restarts), (supervisor, 0), "{}", s.summary());
+    assert!(s.status_text.contains("svg stopped"), "{}", s.status_text);
+    sb.run(&["stop", "svg"])
+        .code(0)
+        .stdout_has("already stopped");
+    sb.run(&["status", "svg"]).code(3);
+    sb.run(&["status", "ps"]).code(0);
+    // `start` brings it back; the others keep their processes.
+    sb.run(&["start"]).code(0);
+    assert_ne!(sb.main_pid(Component::Svg), 0);
+    assert_eq!(sb.main_pid(Component::Platform), before[0]);
+    sb.run(&["stop", "bogus"]).code(2).stderr_one_line();
+}
+
+#[test]
 fn restart_all_replaces_every_process() {
     let sb = Sandbox::new();
     sb.run(&["start"]).code(0);
