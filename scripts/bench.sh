@@ -4,6 +4,7 @@
 #   BENCH_RUNS=200 BENCH_LOAD_SECONDS=10 BENCH_FOOTPRINT_SECONDS=60 scripts/bench.sh
 set -eu
 cd "$(dirname "$0")/.."
+scripts/deps.sh bench
 # What is measured is what ships: the binaries as packaging/build.sh links them, and the
 # floor program linked as the CLI is. Copied aside: the test build below relinks
 # target/release/ImageServing its own way.

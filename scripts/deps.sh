@@ -3,6 +3,7 @@
 # installs):
 #   scripts/deps.sh demo     for scripts/demo.sh
 #   scripts/deps.sh test     for scripts/test.sh (and .ci/run)
+#   scripts/deps.sh bench    for scripts/bench.sh
 # Run as root on Debian or a derivative, it installs what is missing (apt-get); otherwise it
 # stops at once with the exact apt-get line to run.
 set -eu
@@ -14,13 +15,18 @@ demo="systemd dbus-daemon util-linux procps libc6-dev"
 # debootstrap for its Debian 13 root; prometheus (promtool, and the server that scrapes the
 # endpoint) and curl; openssh-server and socat for the fleet tests; exim4-daemon-light (an MTA
 # the booted boxes deliver the alert e-mail with); debhelper, pkg-config,
-# lintian, rpm, rpmlint for the packages; nodejs to evaluate the polkit rule.
-test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat exim4-daemon-light debhelper pkg-config lintian rpm rpmlint nodejs"
+# lintian, rpm, rpmlint for the packages; nodejs to evaluate the polkit rule; ansible-core
+# for the Ansible collection's tests (contrib/ansible).
+test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat exim4-daemon-light debhelper pkg-config lintian rpm rpmlint nodejs ansible-core"
+# The benchmark adds the fleet tools it is measured against: pdsh, ClusterShell (clush),
+# parallel-ssh (pssh).
+bench="$test pdsh clustershell pssh"
 
 case "${1:-}" in
     demo) wanted=$demo ;;
     test) wanted=$test ;;
-    *) echo "usage: scripts/deps.sh demo|test" >&2; exit 2 ;;
+    bench) wanted=$bench ;;
+    *) echo "usage: scripts/deps.sh demo|test|bench" >&2; exit 2 ;;
 esac
 
 installed() {

@@ -173,7 +173,9 @@ fn request(args: Args) -> Result<Request, Error> {
                 pss,
                 // The cross-check figure is part of the JSON document only.
                 systemd_uptime: json,
-                components_anyway: false,
+                // A document for programs is whole: the components also when the
+                // supervisor does not run (the table shows the message alone).
+                components_anyway: json,
             },
             if json { Format::Json } else { Format::Human },
         ),

@@ -36,7 +36,7 @@ pub struct StatusRequest {
     /// One more message per unit; the table does not show it, `--json` does.
     pub systemd_uptime: bool,
     /// Read the components also when the supervisor is not running (metrics always carry
-    /// every series); `status` shows a message instead.
+    /// every series, `--json` every component); the table shows a message instead.
     pub components_anyway: bool,
 }
 
@@ -47,7 +47,8 @@ pub struct StackStatus {
     pub scope: &'static str,
     /// The Server Supervisor.
     pub supervisor: SupervisorStatus,
-    /// One entry per requested component (empty when the supervisor is not running).
+    /// One entry per requested component (with `--json`, also when the supervisor is not
+    /// running; the table then shows the message alone).
     pub components: Vec<UnitStatus>,
     /// Why there are no rows, when there are none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -307,18 +308,7 @@ fn collect_with(
             },
             components: Vec::new(),
             pss: req.pss,
-            message: Some(if sup_info.is_installed() {
-                format!(
-                    "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
-                    describe_state(sup_info.active_state, &sup_info.sub_state),
-                    mgr.scope().flag()
-                )
-            } else {
-                format!(
-                    "The Server Supervisor is not running and its unit file {SUPERVISOR} is missing: reinstall the imageserving package (or run 'packaging/install.sh{}').",
-                    mgr.scope().flag()
-                )
-            }),
+            message: Some(supervisor_down(sup_info, mgr.scope())),
         });
     }
     // Why a unit is not running is worth a second round trip; on the hot path all run.
@@ -380,9 +370,25 @@ fn collect_with(
             detail: supervisor,
         },
         components: rows,
-        message: None,
+        message: (!sup_info.active_state.is_up()).then(|| supervisor_down(sup_info, mgr.scope())),
         pss: req.pss,
     })
+}
+
+/// What `status` says when the supervisor does not run.
+fn supervisor_down(sup_info: &crate::systemd::UnitInfo, scope: Scope) -> String {
+    if sup_info.is_installed() {
+        format!(
+            "The Server Supervisor is not running ({SUPERVISOR} is {}); start the stack with 'ImageServing{} start'.",
+            describe_state(sup_info.active_state, &sup_info.sub_state),
+            scope.flag()
+        )
+    } else {
+        format!(
+            "The Server Supervisor is not running and its unit file {SUPERVISOR} is missing: reinstall the imageserving package (or run 'packaging/install.sh{}').",
+            scope.flag()
+        )
+    }
 }
 
 fn describe_state(active: ActiveState, sub: &str) -> String {

@@ -196,6 +196,10 @@ fn supervisor_down_gives_the_message_and_exit_3() {
         .as_str()
         .expect("message")
         .contains("not running"));
+    // The document is whole: every component, each in its own state.
+    let components = doc["components"].as_array().expect("components");
+    assert_eq!(components.len(), 3, "{doc}");
+    assert!(components.iter().all(|c| c["state"] == "inactive"), "{doc}");
     sb.run(&["start"]).code(0);
     sb.run(&["stop"]).code(0);
     sb.run(&["status", "is"]).code(3);

@@ -12,15 +12,15 @@ use super::upgrade::Client;
 use crate::fleet::run_fleet;
 use crate::harness::{run_with_timeout, Run};
 
-struct Fleet {
-    dir: PathBuf,
-    hosts: Vec<Machine>,
+pub(super) struct Fleet {
+    pub(super) dir: PathBuf,
+    pub(super) hosts: Vec<Machine>,
 }
 
 impl Fleet {
     /// `installed` boxes with the package and the stack running, then `bare` boxes without
     /// it; all with sshd and our key.
-    fn boot(installed: usize, bare: usize) -> Fleet {
+    pub(super) fn boot(installed: usize, bare: usize) -> Fleet {
         Fleet::boot_with(installed, bare, "")
     }
 
@@ -215,7 +215,17 @@ fn a_rolling_restart_keeps_all_but_one_host_serving() {
     for (m, before) in fleet.hosts.iter().zip(&pids) {
         assert_ne!(&m.prop("imageserving-platform.service", "MainPID"), before);
     }
-    // ...and at no moment were two hosts down: the outages of different hosts never overlap.
+    // ...and at no moment were two hosts down.
+    never_two_down(clients);
+    // All serve at the end.
+    fleet
+        .run(&["--host", "host1,host2,host3", "status"])
+        .code(0);
+}
+
+/// The probing clients' outages (one client per host): at least one host was down at some
+/// point (something was restarted), and the outages of different hosts never overlap.
+pub(super) fn never_two_down(clients: Vec<Client>) {
     let outages: Vec<Vec<[u64; 2]>> = clients
         .into_iter()
         .map(|c| {
@@ -246,10 +256,6 @@ fn a_rolling_restart_keeps_all_but_one_host_serving() {
             }
         }
     }
-    // All serve at the end.
-    fleet
-        .run(&["--host", "host1,host2,host3", "status"])
-        .code(0);
 }
 
 /// CPU time all this machine's CPUs have been busy, in clock ticks (10 ms), from the

@@ -13,6 +13,7 @@
 //! The packages come from `target/packages/`, built by `packaging/build-packages.sh` (which
 //! `scripts/test.sh` runs first).
 
+mod ansible;
 mod faults;
 mod fleet;
 mod machine;
