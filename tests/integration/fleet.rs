@@ -310,3 +310,34 @@ fn the_fleet_table_fits_the_terminal() {
         piped.stdout
     );
 }
+
+/// A connection sshd drops before the key exchange (its MaxStartups limit) is tried once
+/// more, as nothing ran on the host; dropped twice, it is that host's error, which says so
+/// and what to do, and the other hosts are not held up.
+#[test]
+fn a_connection_sshd_drops_at_max_startups_is_retried_once() {
+    let dir = std::env::temp_dir().join(format!("isfake-drop-{}", std::process::id()));
+    let drop_line = "echo 'kex_exchange_identification: Connection closed by remote host' >&2; \
+                     echo 'Connection closed by UNKNOWN port 65535' >&2; exit 255";
+    let once = format!(
+        "echo x >>{d}/a.tries; if [ $(wc -l <{d}/a.tries) -gt 1 ]; then {RESTARTED}; else {drop_line}; fi",
+        d = dir.display()
+    );
+    let always = format!("echo x >>{d}/b.tries; {drop_line}", d = dir.display());
+    let fake = FakeHosts::new("drop", &[("a", &once), ("b", &always), ("c", RESTARTED)]);
+    let r = fake.run(&["--host", "a,b,c", "restart"]).code(1);
+    let tries = |h: &str| {
+        std::fs::read_to_string(dir.join(format!("{h}.tries")))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    assert_eq!((tries("a"), tries("b")), (2, 2), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .starts_with("2 of 3 hosts restarted; b: refused by sshd before authentication, twice")
+            && r.stderr.contains("MaxStartups")
+            && r.stderr.contains("lower --parallel"),
+        "{}",
+        r.stderr
+    );
+}

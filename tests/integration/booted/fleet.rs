@@ -85,6 +85,41 @@ impl Fleet {
         Fleet { dir, hosts }
     }
 
+    /// `count` ssh aliases (`host1`…) of the first box, each its own connection:
+    /// `config-plain` without connection reuse, `config-reuse` with a master per alias
+    /// (ControlPath by alias, %n: %C hashes the HostName, which all aliases share here).
+    fn aliases(&self, count: usize) {
+        let box_config = std::fs::read_to_string(self.dir.join("config")).expect("config");
+        let known = std::fs::read_to_string(self.dir.join("known_hosts")).expect("known_hosts");
+        let key_line = known
+            .lines()
+            .next()
+            .and_then(|l| l.split_once(' '))
+            .map(|(_, key)| key.to_owned())
+            .expect("host key");
+        let template = box_config
+            .split("\n\n")
+            .next()
+            .expect("first host")
+            .replace("Host host1\n", "")
+            .replace("HostKeyAlias host1", "HostKeyAlias NAME");
+        let mut plain = String::new();
+        let mut reuse = String::new();
+        let mut known_all = String::new();
+        for i in 1..=count {
+            let block = template.replace("NAME", &format!("host{i}"));
+            plain.push_str(&format!("Host host{i}\n{block}\n\n"));
+            reuse.push_str(&format!(
+                "Host host{i}\n{block}\n  ControlMaster auto\n  ControlPath {}/cm-%n\n  ControlPersist 120\n\n",
+                self.dir.display()
+            ));
+            known_all.push_str(&format!("host{i} {key_line}\n"));
+        }
+        std::fs::write(self.dir.join("known_hosts"), known_all).expect("known_hosts");
+        std::fs::write(self.dir.join("config-plain"), plain).expect("config");
+        std::fs::write(self.dir.join("config-reuse"), reuse).expect("config");
+    }
+
     /// `ImageServing ARGS` on this machine, with the fleet's ssh configuration.
     #[track_caller]
     fn run(&self, args: &[&str]) -> Run {
@@ -223,6 +258,40 @@ fn a_rolling_restart_keeps_all_but_one_host_serving() {
         .code(0);
 }
 
+/// sshd's `MaxStartups` (here: no second unauthenticated connection at all) drops
+/// connections that start together; the fleet command retries each once and reports what is
+/// still dropped as such, with what to do, never as an unreachable host.
+#[test]
+fn connections_sshd_drops_at_max_startups_are_retried_then_reported() {
+    let fleet = Fleet::boot_with(1, 0, "-o MaxStartups=1:100:1");
+    fleet.aliases(16);
+    std::fs::copy(fleet.dir.join("config-plain"), fleet.dir.join("config")).expect("config");
+    let hosts: Vec<String> = (1..=16).map(|i| format!("host{i}")).collect();
+    let r = fleet.run(&["--host", &hosts.join(","), "--parallel", "16", "status"]);
+    let mut refused = 0;
+    for h in &hosts {
+        let rows = rows_of(&r.stdout, h);
+        if rows.len() == 3 && rows.iter().all(|l| l.contains("active (running)")) {
+            continue;
+        }
+        assert!(
+            rows.iter()
+                .any(|l| l.contains("refused by sshd before authentication")),
+            "{h} neither answered nor was reported as refused:\n{}",
+            r.stdout
+        );
+        refused += 1;
+    }
+    assert!(
+        refused > 0,
+        "sshd dropped nothing: is MaxStartups in force?\n{}",
+        r.stdout
+    );
+    assert!(refused < hosts.len(), "no retry got through:\n{}", r.stdout);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("MaxStartups"), "{}", r.stderr);
+}
+
 /// The probing clients' outages (one client per host): at least one host was down at some
 /// point (something was restarted), and the outages of different hosts never overlap.
 pub(super) fn never_two_down(clients: Vec<Client>) {
@@ -255,6 +324,198 @@ pub(super) fn never_two_down(clients: Vec<Client>) {
                 }
             }
         }
+    }
+}
+
+/// The same fleet `status` run by the tools operators use today, on the same hosts, with the
+/// same ssh configuration (`-F`, the warm ControlMaster connections of the `reuse` rows), the
+/// same fan-out (32) and the same remote command, interleaved run by run; then ours against
+/// the fastest of them (target ≤ 0.85×) and the Ansible module against Ansible's own
+/// `command` module doing the same work (target ≤ 1×).
+fn peers(fleet: &Fleet, runs: usize) {
+    let dir = &fleet.dir;
+    let config = dir.join("config");
+    let remote = "ImageServing --system --no-ask-password status --json";
+    let collections = dir.join("collections");
+    let galaxy = |args: &[&str]| {
+        let out = run_with_timeout(
+            std::process::Command::new("ansible-galaxy").args(args),
+            Duration::from_secs(120),
+        );
+        assert!(out.status.success(), "ansible-galaxy {args:?}");
+    };
+    let source = format!(
+        "{}/contrib/ansible/imageserving/stack",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out_dir = dir.display().to_string();
+    galaxy(&[
+        "collection",
+        "build",
+        "--force",
+        "--output-path",
+        &out_dir,
+        &source,
+    ]);
+    galaxy(&[
+        "collection",
+        "install",
+        "--force",
+        "-p",
+        &collections.display().to_string(),
+        &format!("{out_dir}/imageserving-stack-0.1.0.tar.gz"),
+    ]);
+    let ansible = |n: usize, module: &str, args: &str| {
+        let mut c = std::process::Command::new("ansible");
+        c.args(["all", "-i", &format!("{}/inventory-{n}", dir.display())])
+            .args(["-f", "32", "-m", module, "-a", args])
+            .env("ANSIBLE_SSH_ARGS", format!("-F {}", config.display()))
+            .env("ANSIBLE_COLLECTIONS_PATH", &collections)
+            .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-tmp"))
+            .env("ANSIBLE_HOME", dir.join("ansible-home"))
+            .env("ANSIBLE_PYTHON_INTERPRETER", "/usr/bin/python3")
+            .env("ANSIBLE_NOCOLOR", "1");
+        c
+    };
+    type Tool<'a> = (&'a str, Box<dyn Fn(usize) -> std::process::Command + 'a>);
+    let tools: Vec<Tool> = vec![
+        (
+            "ImageServing --host",
+            Box::new(|n| {
+                let list: Vec<String> = (1..=n).map(|i| format!("host{i}")).collect();
+                let mut c = std::process::Command::new(crate::harness::IMAGESERVING);
+                c.args(["--host", &list.join(","), "--parallel", "32", "status"])
+                    .env("IMAGESERVING_SSH_CONFIG", &config);
+                c
+            }),
+        ),
+        (
+            "pdsh -R ssh",
+            Box::new(|n| {
+                let mut c = std::process::Command::new("pdsh");
+                c.args([
+                    "-R",
+                    "ssh",
+                    "-f",
+                    "32",
+                    "-w",
+                    &format!("host[1-{n}]"),
+                    remote,
+                ])
+                .env(
+                    "PDSH_SSH_ARGS",
+                    format!("-F {} -o BatchMode=yes %h", config.display()),
+                );
+                c
+            }),
+        ),
+        (
+            "clush",
+            Box::new(|n| {
+                let mut c = std::process::Command::new("clush");
+                c.args(["-f", "32", "-w", &format!("host[1-{n}]")]).args([
+                    "-o",
+                    &format!("-F {}", config.display()),
+                    remote,
+                ]);
+                c
+            }),
+        ),
+        (
+            "parallel-ssh",
+            Box::new(|n| {
+                let list: Vec<String> = (1..=n).map(|i| format!("host{i}")).collect();
+                let mut c = std::process::Command::new("parallel-ssh");
+                c.args(["-p", "32", "-i", "-H", &list.join(" ")]).args([
+                    "-x",
+                    &format!("-F {}", config.display()),
+                    remote,
+                ]);
+                c
+            }),
+        ),
+        ("ansible -m raw", Box::new(|n| ansible(n, "raw", remote))),
+        (
+            "ansible -m command",
+            Box::new(|n| ansible(n, "command", remote)),
+        ),
+        (
+            "ansible -m imageserving.stack.imageserving",
+            Box::new(|n| ansible(n, "imageserving.stack.imageserving", "state=started")),
+        ),
+    ];
+    let time = |cmd: &mut std::process::Command, what: &str| {
+        let t = std::time::Instant::now();
+        let out = run_with_timeout(cmd, Duration::from_secs(300));
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (ms, String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut rows = Vec::new();
+    let mut verdicts = Vec::new();
+    for n in [1usize, 10, 50] {
+        let inventory: String = (1..=n).map(|i| format!("host{i}\n")).collect();
+        std::fs::write(dir.join(format!("inventory-{n}")), inventory).expect("inventory");
+        // Warm-up, and proof that each tool ran the command on every host.
+        for (name, make) in &tools {
+            let (_, out) = time(&mut make(n), name);
+            let answers = out.matches("active").count();
+            assert!(
+                answers >= n,
+                "{name} at {n} hosts: {answers} answers\n{out}"
+            );
+        }
+        let mut ms: Vec<Vec<f64>> = vec![Vec::new(); tools.len()];
+        for _ in 0..runs {
+            for (i, (name, make)) in tools.iter().enumerate() {
+                ms[i].push(time(&mut make(n), name).0);
+            }
+        }
+        let medians: Vec<f64> = ms
+            .iter_mut()
+            .map(|v| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            })
+            .collect();
+        let ours = medians[0];
+        for ((name, _), m) in tools.iter().zip(&medians) {
+            rows.push(format!("| {n} | {name} | {m:.1} ms | {:.2}× |", ours / m));
+        }
+        // The peers: every tool but ours and our Ansible module.
+        let (fastest, best) = tools[1..tools.len() - 1]
+            .iter()
+            .zip(&medians[1..medians.len() - 1])
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|((name, _), m)| (*name, *m))
+            .expect("peers");
+        verdicts.push(format!(
+            "{n} hosts: ours {ours:.1} ms / fastest peer ({fastest}) {best:.1} ms = {:.2}× (target ≤ 0.85×: {})",
+            ours / best,
+            if ours / best <= 0.85 { "met" } else { "NOT met" }
+        ));
+        let module = medians[tools.len() - 1];
+        let command = medians[tools.len() - 2];
+        verdicts.push(format!(
+            "{n} hosts: the Ansible module {module:.0} ms / ansible -m command {command:.0} ms = {:.2}× (target ≤ 1×: {})",
+            module / command,
+            if module <= command { "met" } else { "NOT met" }
+        ));
+    }
+    println!(
+        "\nfleet status against its peers (same hosts, ssh config, warm masters, fan-out 32, remote command; median of {runs}, interleaved)\n\n| hosts | tool | median | ours / this |\n|---|---|---|---|"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
     }
 }
 
@@ -292,33 +553,11 @@ fn fleet_benchmark() {
     // "hosts" would otherwise do on the same two cores). Each alias gets its own master
     // (ControlPath by alias, %n: %C hashes the HostName, which all aliases share here).
     let mut fleet = Fleet::boot_with(1, 0, "-o UsePAM=no");
-    let box_config = std::fs::read_to_string(fleet.dir.join("config")).expect("config");
-    let known = std::fs::read_to_string(fleet.dir.join("known_hosts")).expect("known_hosts");
-    let key_line = known
-        .lines()
-        .next()
-        .and_then(|l| l.split_once(' '))
-        .map(|(_, key)| key.to_owned())
-        .expect("host key");
-    let template = box_config
-        .replace("Host host1\n", "")
-        .replace("HostKeyAlias host1", "HostKeyAlias NAME");
-    let mut plain = String::new();
-    let mut reuse = String::new();
-    let mut known_all = String::new();
-    for i in 1..=50 {
-        let block = template.replace("NAME", &format!("host{i}"));
-        plain.push_str(&format!("Host host{i}\n{block}"));
-        reuse.push_str(&format!(
-            "Host host{i}\n{block}  ControlMaster auto\n  ControlPath {}/cm-%n\n  ControlPersist 120\n\n",
-            fleet.dir.display()
-        ));
-        known_all.push_str(&format!("host{i} {key_line}\n"));
-    }
-    std::fs::write(fleet.dir.join("known_hosts"), known_all).expect("known_hosts");
-    std::fs::write(fleet.dir.join("config-plain"), plain).expect("config");
-    std::fs::write(fleet.dir.join("config-reuse"), reuse).expect("config");
-    let runs = 10;
+    fleet.aliases(50);
+    let runs = std::env::var("BENCH_FLEET_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut table = Vec::new();
     let mut one_host = [0.0f64; 2];
@@ -363,6 +602,7 @@ fn fleet_benchmark() {
             ));
         }
         if *mode == "reuse" {
+            peers(&fleet, runs);
             for i in 1..=50 {
                 let _ = run_with_timeout(
                     std::process::Command::new("ssh")
