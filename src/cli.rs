@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::component::{Component, Member};
 use crate::error::Error;
-use crate::request::{Command, Fleet, Format, Request};
+use crate::request::{Command, Fleet, Format, LogsRequest, Request};
 use crate::status::StatusRequest;
 use crate::systemd::Scope;
 
@@ -110,6 +110,13 @@ enum CommandArgs {
         /// "today").
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// journalctl's output format: short (the default), short-iso, short-precise,
+        /// short-monotonic, with-unit, cat (the messages alone: with --host, hosts that
+        /// logged the same group together), json or verbose.
+        #[arg(short = 'o', long, value_name = "FORMAT", value_parser = [
+            "short", "short-iso", "short-precise", "short-monotonic", "with-unit", "cat", "json", "verbose",
+        ])]
+        output: Option<String>,
     },
     /// Send the alert for UNIT that failed for good (what imageserving-alert@UNIT.service
     /// runs; run it by hand to try the alert command).
@@ -156,12 +163,14 @@ fn request(args: Args) -> Result<Request, Error> {
             follow,
             lines,
             since,
-        } => Command::Logs {
+            output,
+        } => Command::Logs(LogsRequest {
             member,
             follow,
             lines,
             since,
-        },
+            output,
+        }),
         CommandArgs::Restart { component, .. } => Command::Restart(component),
         CommandArgs::Status {
             component,
@@ -202,11 +211,15 @@ fn request(args: Args) -> Result<Request, Error> {
         }
         None
     } else {
-        if !matches!(
-            command,
-            Command::Status(..) | Command::Start | Command::Stop(_) | Command::Restart(_)
-        ) {
-            return usage("--host and --hosts work with status, start, stop and restart");
+        match &command {
+            Command::Status(..) | Command::Start | Command::Stop(_) | Command::Restart(_) => {}
+            Command::Logs(l) if !l.follow => {}
+            Command::Logs(_) => return usage(
+                "logs --follow works on one host; with --host, logs shows each host's last entries",
+            ),
+            _ => {
+                return usage("--host and --hosts work with status, start, stop, restart and logs")
+            }
         }
         Some(Fleet {
             hosts,

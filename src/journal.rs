@@ -39,6 +39,8 @@ pub struct Selection<'a> {
     pub lines: Option<u32>,
     /// Entries since this time, as journalctl reads it.
     pub since: Option<&'a str>,
+    /// journalctl's output format (`--output`).
+    pub output: Option<&'a str>,
 }
 
 /// Become `journalctl` showing `what`; returns only when it could not be run.
@@ -54,6 +56,9 @@ pub fn show(what: &Selection<'_>) -> std::io::Error {
     }
     if let Some(t) = what.since {
         cmd.args(["--since", t]);
+    }
+    if let Some(f) = what.output {
+        cmd.args(["--output", f]);
     }
     cmd.exec()
 }

@@ -45,16 +45,7 @@ pub enum Command {
     /// `status`, with how to print it.
     Status(StatusRequest, Format),
     /// `logs`: journalctl with the stack's units.
-    Logs {
-        /// Only this member's unit.
-        member: Option<Member>,
-        /// `-f`
-        follow: bool,
-        /// `-n N`
-        lines: Option<u32>,
-        /// `--since TIME`
-        since: Option<String>,
-    },
+    Logs(LogsRequest),
     /// `alert UNIT`
     Alert(String),
     /// `metrics`, printed or served over HTTP.
@@ -62,6 +53,21 @@ pub enum Command {
         /// Answer one HTTP request on stdin and stdout.
         http: bool,
     },
+}
+
+/// What `logs` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogsRequest {
+    /// Only this member's unit.
+    pub member: Option<Member>,
+    /// `-f`
+    pub follow: bool,
+    /// `-n N`
+    pub lines: Option<u32>,
+    /// `--since TIME`
+    pub since: Option<String>,
+    /// `-o FORMAT`, journalctl's output format.
+    pub output: Option<String>,
 }
 
 /// How `status` prints.

@@ -19,19 +19,26 @@ pub(super) fn run(fleet: &Fleet, scope: Scope, command: &Command, full: bool) ->
             Err(e) => return report(&Error::Host(e), exit::USAGE),
         }
     }
-    let (action, json) = match *command {
-        Command::Status(req, format) => (Action::Status(req.only), format == Format::Json),
+    let (action, json) = match command {
+        Command::Status(req, format) => (Action::Status(req.only), *format == Format::Json),
         Command::Start => (Action::Start, false),
-        Command::Stop(c) => (Action::Stop(c), false),
-        Command::Restart(c) => (Action::Restart(c), false),
+        Command::Stop(c) => (Action::Stop(*c), false),
+        Command::Restart(c) => (Action::Restart(*c), false),
+        Command::Logs(l) => (Action::Logs(l.clone()), false),
         _ => return exit::USAGE,
     };
-    let (results, left) = match (action, fleet.serial) {
+    let (results, left) = match (&action, fleet.serial) {
         (Action::Restart(c), Some(n)) => {
-            fleet::rolling_restart(&hosts, c, scope, n, fleet.deadline)
+            fleet::rolling_restart(&hosts, *c, scope, n, fleet.deadline)
         }
         _ => (
-            fleet::run_all(&hosts, action, scope, fleet.parallel, fleet.deadline),
+            fleet::run_all(
+                &hosts,
+                action.clone(),
+                scope,
+                fleet.parallel,
+                fleet.deadline,
+            ),
             Vec::new(),
         ),
     };
@@ -40,15 +47,17 @@ pub(super) fn run(fleet: &Fleet, scope: Scope, command: &Command, full: bool) ->
             Ok(text) => output::out(&format!("{text}\n")),
             Err(e) => return report(&Error::Encode(e.to_string()), exit::FAILURE),
         }
+    } else if action.is_text() {
+        output::out(&fleet::grouped(&results));
     } else {
         let width = if full {
             None
         } else {
             crate::terminal::stdout_width()
         };
-        output::out(&fleet::table(&results, action, width));
+        output::out(&fleet::table(&results, &action, width));
     }
-    output::err(&format!("{}\n", fleet::summary(&results, action, &left)));
+    output::err(&format!("{}\n", fleet::summary(&results, &action, &left)));
     let code = fleet::exit_code(&results);
     if code == exit::OK && !left.is_empty() {
         exit::FAILURE

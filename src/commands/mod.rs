@@ -25,12 +25,7 @@ pub fn execute(request: &Request) -> i32 {
     match request.command {
         Command::Status(req, format) => status::status(scope, req, format, request.full),
         Command::Alert(ref unit) => alert(scope, unit),
-        Command::Logs {
-            member,
-            follow,
-            lines,
-            ref since,
-        } => logs::logs(scope, member, follow, lines, since.as_deref()),
+        Command::Logs(ref request) => logs::logs(scope, request),
         Command::Metrics { http: false } => status::metrics(scope),
         Command::Metrics { http: true } => crate::serve::one_request(|| {
             crate::status::metrics_text(scope).map_err(|e| e.to_string())

@@ -17,7 +17,7 @@ pub struct HostResult {
     pub error: Option<String>,
     /// `status --json` of that host.
     pub status: Option<serde_json::Value>,
-    /// The host's one line of output for start, stop and restart.
+    /// The host's one line of output for start, stop and restart; all it printed for logs.
     #[serde(skip)]
     pub said: String,
 }
@@ -26,7 +26,7 @@ pub struct HostResult {
 /// included), what it printed on stdout and stderr. A `status` answer must be the document
 /// `status --json` prints; anything else (a line a login script echoed first, an older
 /// version's JSON, an answer cut off) is that host's error, exit 4, never a success.
-pub fn judge(spec: &str, action: Action, code: i32, stdout: &str, stderr: &str) -> HostResult {
+pub fn judge(spec: &str, action: &Action, code: i32, stdout: &str, stderr: &str) -> HostResult {
     let unreachable_code = if action.is_status() {
         exit::PRIVILEGE
     } else {
@@ -112,7 +112,11 @@ pub fn judge(spec: &str, action: Action, code: i32, stdout: &str, stderr: &str) 
         exit_code: code,
         error,
         status: status_doc.filter(|d| d.get("supervisor").is_some()),
-        said: stdout.lines().last().unwrap_or_default().to_owned(),
+        said: if action.is_text() {
+            stdout.to_owned()
+        } else {
+            stdout.lines().last().unwrap_or_default().to_owned()
+        },
     }
 }
 

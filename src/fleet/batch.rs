@@ -26,6 +26,7 @@ pub fn run_all(
     let workers: Vec<_> = (0..parallel.clamp(1, hosts.len().max(1)))
         .map(|_| {
             let (next, results, hosts) = (next.clone(), results.clone(), hosts.clone());
+            let action = action.clone();
             std::thread::spawn(move || loop {
                 let i = {
                     let mut n = next
@@ -38,7 +39,7 @@ pub fn run_all(
                 let Some(host) = hosts.get(i) else {
                     return;
                 };
-                let r = run_one(host, action, scope, deadline);
+                let r = run_one(host, &action, scope, deadline);
                 if let Some(slot) = results
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -19,11 +19,12 @@ mod report;
 mod ssh;
 
 use crate::component::Component;
+use crate::request::LogsRequest;
 use crate::systemd::Scope;
 
 pub use answer::{judge, HostResult};
 pub use batch::{in_batches, rolling_restart, run_all};
-pub use report::{exit_code, summary, table};
+pub use report::{exit_code, grouped, summary, table};
 
 /// The environment key naming an ssh configuration file to use instead of the user's
 /// (`ssh -F`): a fleet's own settings, or a test's.
@@ -122,8 +123,12 @@ pub fn parse_hosts_file(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many entries `logs` shows per host with `--host` when `-n` is not given (journalctl's
+/// own default without `-n` is all of them).
+pub const FLEET_LOG_LINES: u32 = 10;
+
 /// What each host is asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `status [COMPONENT]` (as JSON).
     Status(Option<Component>),
@@ -133,11 +138,13 @@ pub enum Action {
     Stop(Option<Component>),
     /// `restart [COMPONENT]`
     Restart(Option<Component>),
+    /// `logs [MEMBER] -n N [--since T] [-o F]` (never `--follow`): text, shown grouped.
+    Logs(LogsRequest),
 }
 
 impl Action {
     /// The remote argument vector (after the program name).
-    pub(crate) fn args(self, scope: Scope) -> Vec<String> {
+    pub(crate) fn args(&self, scope: Scope) -> Vec<String> {
         let mut args = vec![
             match scope {
                 Scope::System => "--system",
@@ -161,12 +168,24 @@ impl Action {
                 args.push("restart".into());
                 args.extend(c.map(|c| c.short_name().to_owned()));
             }
+            Action::Logs(l) => {
+                args.push("logs".into());
+                args.extend(l.member.map(|m| m.label().to_owned()));
+                args.push(format!("--lines={}", l.lines.unwrap_or(FLEET_LOG_LINES)));
+                args.extend(l.since.as_ref().map(|t| format!("--since={t}")));
+                args.extend(l.output.as_ref().map(|f| format!("--output={f}")));
+            }
         }
         args
     }
 
-    pub(crate) fn is_status(self) -> bool {
+    pub(crate) fn is_status(&self) -> bool {
         matches!(self, Action::Status(_))
+    }
+
+    /// Whether the answer is text to show whole (logs), not one line.
+    pub(crate) fn is_text(&self) -> bool {
+        matches!(self, Action::Logs(_))
     }
 }
 
@@ -253,7 +272,7 @@ mod tests {
             r("h7", false, 3, Some("is not running")),
         ];
         assert_eq!(
-            summary(&results, Action::Status(None), &[]),
+            summary(&results, &Action::Status(None), &[]),
             "1 of 3 hosts running; h3: unreachable (ssh: connect to host h3 port 22: No route to host), h7: exit 3 (is not running)"
         );
         assert_eq!(exit_code(&results), 4);
@@ -305,7 +324,7 @@ mod tests {
     #[test]
     fn an_unreadable_status_answer_is_that_hosts_error() {
         let good = r#"{"scope":"system","supervisor":{"running":true,"name":"supervisor"},"components":[{"name":"ps","state":"active"}]}"#;
-        let ok = judge("h1", Action::Status(None), 0, good, "");
+        let ok = judge("h1", &Action::Status(None), 0, good, "");
         assert!(ok.ok && ok.status.is_some(), "{ok:?}");
         for bad in [
             "Welcome to h1\n".to_owned() + good,
@@ -315,7 +334,7 @@ mod tests {
             "\u{fffd}\u{fffd}".to_owned(),
         ] {
             for code in [0, 3] {
-                let r = judge("h1", Action::Status(None), code, &bad, "");
+                let r = judge("h1", &Action::Status(None), code, &bad, "");
                 assert!(!r.ok, "{bad:?} counted as running");
                 assert_eq!(r.exit_code, 4, "{bad:?}");
                 let why = r.error.unwrap_or_default();
@@ -385,13 +404,13 @@ mod tests {
         /// counted as a success always carries the document.
         #[test]
         fn any_answer_is_judged_without_panic((code, out) in answer(), err in proptest::prelude::any::<String>()) {
-            let r = judge("h1", Action::Status(None), code, &out, &err);
+            let r = judge("h1", &Action::Status(None), code, &out, &err);
             if r.ok {
                 proptest::prop_assert!(r.status.is_some());
             }
-            let table = table(std::slice::from_ref(&r), Action::Status(None), Some(60));
+            let table = table(std::slice::from_ref(&r), &Action::Status(None), Some(60));
             proptest::prop_assert!(table.contains("h1"));
-            let _ = judge("h1", Action::Restart(None), code, &out, &err);
+            let _ = judge("h1", &Action::Restart(None), code, &out, &err);
         }
     }
 }

@@ -15,13 +15,14 @@ pub fn exit_code(results: &[HostResult]) -> i32 {
 }
 
 /// The last line: "2 of 3 hosts running; h3: unreachable (...)".
-pub fn summary(results: &[HostResult], action: Action, not_restarted: &[String]) -> String {
+pub fn summary(results: &[HostResult], action: &Action, not_restarted: &[String]) -> String {
     let ok = results.iter().filter(|r| r.ok).count();
     let verb = match action {
         Action::Status(_) => "running",
         Action::Start => "started",
         Action::Stop(_) => "stopped",
         Action::Restart(_) => "restarted",
+        Action::Logs(_) => "answered",
     };
     let mut line = format!(
         "{ok} of {} hosts {verb}",
@@ -51,10 +52,47 @@ pub fn summary(results: &[HostResult], action: Action, not_restarted: &[String])
     line
 }
 
+/// Text answers (logs) grouped as `dshbak -c` and `clush -b` group them: hosts that answered
+/// the same text share one block headed by their names, in the order the hosts were given;
+/// a host that failed has a block of its own with its error, so a partial failure never
+/// hides the others.
+pub fn grouped(results: &[HostResult]) -> String {
+    const RULE: &str = "----------------";
+    let mut groups: Vec<(Vec<&str>, String)> = Vec::new();
+    for r in results {
+        let text = if r.ok {
+            let mut t = r.said.clone();
+            if !t.is_empty() && !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t
+        } else {
+            format!("(failed: {})\n", r.error.as_deref().unwrap_or("no answer"))
+        };
+        match groups.iter_mut().find(|(_, t)| *t == text) {
+            Some((hosts, _)) => hosts.push(&r.host),
+            None => groups.push((vec![&r.host], text)),
+        }
+    }
+    let mut out = String::new();
+    for (hosts, text) in groups {
+        let count = if hosts.len() > 1 {
+            format!(" ({})", hosts.len())
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{RULE}\n{}{count}\n{RULE}\n{text}",
+            hosts.join(",")
+        ));
+    }
+    out
+}
+
 /// The table: one row per component of each host (status), or per host (actions), in the
 /// order the hosts were given; fitted to `width` when given (the restart count goes first,
 /// then the PID; the state or error is cut last).
-pub fn table(results: &[HostResult], action: Action, width: Option<usize>) -> String {
+pub fn table(results: &[HostResult], action: &Action, width: Option<usize>) -> String {
     use crate::table::{Column, Fit};
     let keep = |header| Column {
         header,

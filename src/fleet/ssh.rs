@@ -42,11 +42,17 @@ fn ssh_command(host: &Host, remote: &[String]) -> Command {
     cmd
 }
 
-/// Run `action` on one host within `deadline`. A connection sshd drops before the key
-/// exchange (its `MaxStartups` limit of unauthenticated connections, reached when many
-/// sessions start at once through one sshd, a bastion's say) is tried once more after a
-/// short random pause: nothing ran on the host. Dropped twice, that is the host's error.
-pub(super) fn run_one(host: &Host, action: Action, scope: Scope, deadline: Duration) -> HostResult {
+/// Run `action` on one host within `deadline`. A connection closed before the key exchange
+/// (sshd's `MaxStartups` limit of unauthenticated connections, reached when many sessions
+/// start at once through one sshd, a bastion's say; ssh cannot tell it from a
+/// `ProxyCommand` that exited) is tried once more after a short random pause: nothing ran
+/// on the host. Closed twice, that is the host's error, which names both causes.
+pub(super) fn run_one(
+    host: &Host,
+    action: &Action,
+    scope: Scope,
+    deadline: Duration,
+) -> HostResult {
     let unreachable_code = if action.is_status() {
         exit::PRIVILEGE
     } else {
@@ -73,7 +79,7 @@ pub(super) fn run_one(host: &Host, action: Action, scope: Scope, deadline: Durat
                     return fail(
                         unreachable_code,
                         format!(
-                            "refused by sshd before authentication, twice: too many connections starting at once (its MaxStartups); lower --parallel ({})",
+                            "unreachable (closed before the key exchange, twice: sshd's MaxStartups turning away connections that start together, so lower --parallel; or the ProxyCommand failed; ssh said: {})",
                             a.last_error_line()
                         ),
                     );

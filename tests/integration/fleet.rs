@@ -135,8 +135,8 @@ impl FakeHosts {
         std::fs::write(
             &ssh,
             format!(
-                "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done\nexec sh {}/answers/\"$2\"\n",
-                dir.display()
+                "#!/bin/sh\nwhile [ \"$1\" != -- ]; do shift; done\nprintf '%s\\n' \"$3\" >{d}/cmd-\"$2\"\nexec sh {d}/answers/\"$2\"\n",
+                d = dir.display()
             ),
         )
         .expect("fake ssh");
@@ -333,11 +333,65 @@ fn a_connection_sshd_drops_at_max_startups_is_retried_once() {
     };
     assert_eq!((tries("a"), tries("b")), (2, 2), "{}", r.stdout);
     assert!(
-        r.stderr
-            .starts_with("2 of 3 hosts restarted; b: refused by sshd before authentication, twice")
-            && r.stderr.contains("MaxStartups")
+        r.stderr.starts_with(
+            "2 of 3 hosts restarted; b: unreachable (closed before the key exchange, twice"
+        ) && r.stderr.contains("MaxStartups")
             && r.stderr.contains("lower --parallel"),
         "{}",
         r.stderr
     );
+}
+
+/// Text answers (logs) are grouped as `dshbak -c` groups them: the hosts that logged the same
+/// share one block; a host that failed has its own block and is named in the last line.
+#[test]
+fn fleet_logs_group_identical_answers_and_show_every_failure() {
+    let same = "printf 'supervisor ready\\nps serving\\n'";
+    let fake = FakeHosts::new(
+        "logs",
+        &[
+            ("a", same),
+            ("b", "printf 'svg restarted\\n'"),
+            ("c", same),
+            (
+                "d",
+                "echo 'ssh: connect to host d port 22: Connection refused' >&2; exit 255",
+            ),
+        ],
+    );
+    let r = fake
+        .run(&["--host", "a,b,c,d", "logs", "-n", "5", "-o", "cat"])
+        .code(1);
+    let rule = "----------------";
+    assert_eq!(
+        r.stdout,
+        format!(
+            "{rule}\na,c (2)\n{rule}\nsupervisor ready\nps serving\n\
+             {rule}\nb\n{rule}\nsvg restarted\n\
+             {rule}\nd\n{rule}\n(failed: unreachable (ssh: connect to host d port 22: Connection refused))\n"
+        )
+    );
+    assert!(
+        r.stderr
+            .starts_with("3 of 4 hosts answered; d: unreachable ("),
+        "{}",
+        r.stderr
+    );
+    // Each host ran logs with the lines and format asked for, never --follow.
+    let cmd = std::fs::read_to_string(fake.0.join("cmd-a")).expect("remote command");
+    assert!(
+        cmd.contains("'logs'") && cmd.contains("'--lines=5'") && cmd.contains("'--output=cat'"),
+        "{cmd}"
+    );
+    // Without -n, ten entries per host, not the whole journal.
+    fake.run(&["--host", "a", "logs"]).code(0);
+    let cmd = std::fs::read_to_string(fake.0.join("cmd-a")).expect("remote command");
+    assert!(cmd.contains("'--lines=10'"), "{cmd}");
+    fake.run(&["--host", "a", "logs", "-f"])
+        .code(2)
+        .stderr_one_line()
+        .stderr_has("logs --follow works on one host");
+    fake.run(&["--host", "a", "logs", "-o", "bogus"])
+        .code(2)
+        .stderr_one_line();
 }
