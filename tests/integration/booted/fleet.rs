@@ -216,6 +216,41 @@ fn fleet_status_reports_every_host_and_what_failed() {
         .code(2);
     assert!(!marker.exists());
 
+    // Logs of several hosts: a block per distinct answer, headed by the hosts that gave it
+    // (the supervisor's own messages carry no PID or host name with -o cat); every host
+    // named once.
+    let logs = fleet
+        .run(&[
+            "--host",
+            "host1,host2,host3",
+            "logs",
+            "supervisor",
+            "-n",
+            "2",
+            "-o",
+            "cat",
+        ])
+        .code(0);
+    let headers: Vec<&str> = logs
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("host"))
+        .collect();
+    let named: Vec<&str> = headers
+        .iter()
+        .flat_map(|h| h.split(' ').next().unwrap_or_default().split(','))
+        .collect();
+    assert_eq!(named.len(), 3, "{}", logs.stdout);
+    for h in ["host1", "host2", "host3"] {
+        assert!(named.contains(&h), "{h} missing:\n{}", logs.stdout);
+    }
+    assert!(
+        logs.stdout.lines().count() > 2 * headers.len() + 2,
+        "{}",
+        logs.stdout
+    );
+    assert_eq!(logs.stderr.trim(), "3 of 3 hosts answered");
+
     // A host powered off: reported as unreachable, the others fine; exit 4 (unknown).
     fleet.hosts[2].power_off();
     let off = fleet
