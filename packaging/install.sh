@@ -84,7 +84,7 @@ for unit in "$here"/units/*.service "$here"/units/*.socket "$here"/units/*.targe
         sed -e "s|@LIBEXECDIR@|$libexecdir|g" -e "s|@BINDIR@|$bindir|g" -e 's|@SCOPE@|--user|g' \
             -e 's|^WantedBy=multi-user.target$|WantedBy=default.target|' \
             -e '/^ProtectKernelLogs=yes$/d' -e '/^PrivateUsers=yes$/d' \
-            -e 's|^User=imageserving-alert$|PrivateUsers=yes|' \
+            -e '/^# System scope only/,/^# End of system scope only.$/d' \
             -e '/^User=/d' -e '/^Group=/d' -e '/^SupplementaryGroups=/d' -e '/^DynamicUser=yes$/d' \
             -e 's|^NoNewPrivileges=yes$|NoNewPrivileges=yes\nPrivateUsers=yes|' "$unit"
     else

@@ -180,6 +180,10 @@ fn alert_mail(layout: Layout) {
         "useradd -m ops && mkdir -p /etc/systemd/system/imageserving-alert@.service.d && \
           printf '[Service]\\nEnvironment=IMAGESERVING_ALERT_MAIL_TO=ops@localhost\\n' \
               >/etc/systemd/system/imageserving-alert@.service.d/50-mail.conf && \
+          install -d -o imageserving-alert /var/lib/alert-test && \
+          printf '%s\\n' '[Service]' \
+              'Environment=\"IMAGESERVING_ALERT_COMMAND=env >/var/lib/alert-test/env; cat >/var/lib/alert-test/stdin\"' \
+              >/etc/systemd/system/imageserving-alert@.service.d/51-command.conf && \
           systemctl daemon-reload",
     )
     .code(0);
@@ -219,6 +223,33 @@ fn alert_mail(layout: Layout) {
             "Result"
         ),
         "success"
+    );
+    // The command mode ran too, with the 100 KB journal line: cut in its environment
+    // (the kernel refuses one string over 128 KiB), whole on its stdin.
+    let env = m.sh("cat /var/lib/alert-test/env").code(0).stdout;
+    let journal = env
+        .split("\nIMAGESERVING_ALERT_")
+        .find(|v| v.starts_with("JOURNAL="))
+        .unwrap_or_default();
+    assert!(
+        journal.contains("[cut here: ") && journal.len() <= 33 * 1024,
+        "IMAGESERVING_ALERT_JOURNAL not cut ({} bytes)",
+        journal.len()
+    );
+    let stdin = m.sh("cat /var/lib/alert-test/stdin").code(0).stdout;
+    assert!(
+        stdin.len() > 64 * 1024
+            && stdin.contains(&"x".repeat(40_000))
+            && stdin.contains("JAVA_HOME is not set"),
+        "the whole text is not on stdin ({} bytes)",
+        stdin.len()
+    );
+    // Sent by the hook's own account (which read the journal lines above through its
+    // systemd-journal membership), not by root.
+    let log = m.sh("cat /var/log/exim4/mainlog").code(0).stdout;
+    assert!(
+        log.contains("U=imageserving-alert"),
+        "not submitted by imageserving-alert:\n{log}"
     );
 }
 in_both_layouts!(a_give_up_sends_one_mail_through_the_local_mta, alert_mail);
