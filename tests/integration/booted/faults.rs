@@ -182,9 +182,20 @@ fn alert_mail(layout: Layout) {
               >/etc/systemd/system/imageserving-alert@.service.d/50-mail.conf && \
           install -d -o imageserving-alert /var/lib/alert-test && \
           printf '%s\\n' '[Service]' \
-              'Environment=\"IMAGESERVING_ALERT_COMMAND=env >/var/lib/alert-test/env; cat >/var/lib/alert-test/stdin\"' \
+              'Environment=\"IMAGESERVING_ALERT_COMMAND=env >/var/lib/alert-test/env; tee /var/lib/alert-test/stdin | curl -fsS -m 10 --data-binary @- http://127.0.0.1:8099/hook\"' \
               >/etc/systemd/system/imageserving-alert@.service.d/51-command.conf && \
           systemctl daemon-reload",
+    )
+    .code(0);
+    // A webhook's receiver: what it is posted, appended to a file.
+    m.sh(
+        "printf '%s\\n' 'import http.server as h' 'class H(h.BaseHTTPRequestHandler):' \
+             '    def do_POST(s):' \
+             '        n = int(s.headers[\"Content-Length\"])' \
+             '        open(\"/var/lib/hook-received\", \"ab\").write(s.rfile.read(n))' \
+             '        s.send_response(200); s.end_headers()' \
+             'h.HTTPServer((\"127.0.0.1\", 8099), H).serve_forever()' >/root/hook.py && \
+         systemd-run --unit=test-hook python3 /root/hook.py",
     )
     .code(0);
     m.sh(
@@ -243,6 +254,13 @@ fn alert_mail(layout: Layout) {
             && stdin.contains("JAVA_HOME is not set"),
         "the whole text is not on stdin ({} bytes)",
         stdin.len()
+    );
+    // The same text reached the webhook, over the network, from the hook's account.
+    let posted = m.sh("cat /var/lib/hook-received").code(0).stdout;
+    assert!(
+        posted.contains("JAVA_HOME is not set") && posted.len() > 64 * 1024,
+        "the webhook got {} bytes",
+        posted.len()
     );
     // Sent by the hook's own account (which read the journal lines above through its
     // systemd-journal membership), not by root.
