@@ -312,6 +312,27 @@ mod tests {
     }
 
     #[test]
+    fn stop_takes_one_component_and_logs_an_output_format() {
+        assert_eq!(
+            parse_ok(&["stop", "svg"]).command,
+            Command::Stop(Some(Component::Svg))
+        );
+        assert_eq!(parse_ok(&["stop"]).command, Command::Stop(None));
+        match parse_ok(&["--host", "a", "logs", "svg", "-n", "5", "-o", "cat"]).command {
+            Command::Logs(l) => {
+                assert_eq!(
+                    (l.lines, l.output.as_deref(), l.follow),
+                    (Some(5), Some("cat"), false)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse_err(&["logs", "-o", "bogus"]).1, 2);
+        assert_eq!(parse_err(&["--host", "a", "logs", "-f"]).1, 2);
+        assert_eq!(parse_err(&["--host", "a", "alert", "x.service"]).1, 2);
+    }
+
+    #[test]
     fn fleet_defaults_are_pdsh_fanout_and_ten_minutes() {
         let fleet = parse_ok(&["--host", "a,b", "status"]).fleet.unwrap();
         assert_eq!(fleet.hosts.len(), 2);

@@ -198,6 +198,58 @@ pub fn shell_quote(word: &str) -> String {
 mod tests {
     use super::*;
 
+    fn answered(host: &str, ok: bool, text: &str) -> HostResult {
+        HostResult {
+            host: host.into(),
+            ok,
+            exit_code: if ok { 0 } else { 1 },
+            error: (!ok).then(|| text.to_owned()),
+            status: None,
+            said: if ok { text.to_owned() } else { String::new() },
+        }
+    }
+
+    /// As dshbak -c: one block per distinct answer, in the order of the first host that
+    /// gave it; failures are answers of their own, the same failure grouped too.
+    #[test]
+    fn text_answers_group_by_identical_text() {
+        let rule = "----------------";
+        let out = grouped(&[
+            answered("a", true, "x\ny"),
+            answered("b", false, "unreachable (refused)"),
+            answered("c", true, "x\ny\n"),
+            answered("d", true, ""),
+            answered("e", false, "unreachable (refused)"),
+        ]);
+        assert_eq!(
+            out,
+            format!(
+                "{rule}\na,c (2)\n{rule}\nx\ny\n{rule}\nb,e (2)\n{rule}\n(failed: unreachable (refused))\n{rule}\nd\n{rule}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn logs_ask_each_host_for_a_bounded_number_of_entries() {
+        let args = Action::Logs(LogsRequest {
+            member: Some(crate::component::Member::Supervisor),
+            since: Some("1h ago".into()),
+            ..LogsRequest::default()
+        })
+        .args(Scope::User);
+        assert_eq!(
+            args,
+            [
+                "--user",
+                "--no-ask-password",
+                "logs",
+                "supervisor",
+                "--lines=10",
+                "--since=1h ago"
+            ]
+        );
+    }
+
     #[test]
     fn hosts_parse_with_user_and_port() {
         let h = parse_host("ops@img-01.example.org:2222").unwrap();
