@@ -148,18 +148,23 @@ impl FakeHosts {
         FakeHosts(dir)
     }
 
+    /// `program` in a clean environment whose `PATH` leads to the fake `ssh` first.
+    fn command(&self, program: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        cmd.env_clear()
+            .env(
+                "PATH",
+                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.0.display()),
+            )
+            .env("HOME", &self.0)
+            .env("IMAGESERVING_SSH_CONFIG", self.0.join("config"));
+        cmd
+    }
+
     #[track_caller]
     fn run(&self, args: &[&str]) -> Run {
         let out = run_with_timeout(
-            std::process::Command::new(IMAGESERVING)
-                .args(args)
-                .env_clear()
-                .env(
-                    "PATH",
-                    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.0.display()),
-                )
-                .env("HOME", &self.0)
-                .env("IMAGESERVING_SSH_CONFIG", self.0.join("config")),
+            self.command(IMAGESERVING).args(args),
             Duration::from_secs(60),
         );
         Run::from(out, format!("ImageServing {}", args.join(" ")))
@@ -271,15 +276,7 @@ fn the_fleet_table_fits_the_terminal() {
             "stty cols {cols} rows 50; exec {IMAGESERVING} --host img-01.example.org,img-02.example.org status"
         );
         let out = run_with_timeout(
-            std::process::Command::new("script")
-                .args(["-qec", &line, "/dev/null"])
-                .env_clear()
-                .env(
-                    "PATH",
-                    format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", fake.0.display()),
-                )
-                .env("HOME", &fake.0)
-                .env("IMAGESERVING_SSH_CONFIG", fake.0.join("config")),
+            fake.command("script").args(["-qec", &line, "/dev/null"]),
             Duration::from_secs(60),
         );
         let raw = String::from_utf8_lossy(&out.stdout);

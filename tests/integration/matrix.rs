@@ -53,6 +53,8 @@ pub enum Event {
     Restart,
     RestartThis,
     RestartOther,
+    /// `stop svg`: maintenance of the subject alone.
+    StopThis,
     StatusAll,
     StatusThis,
     Metrics,
@@ -67,12 +69,13 @@ pub enum Event {
     StartTimeout,
 }
 
-pub const EVENTS: [Event; 13] = [
+pub const EVENTS: [Event; 14] = [
     Event::Start,
     Event::Stop,
     Event::Restart,
     Event::RestartThis,
     Event::RestartOther,
+    Event::StopThis,
     Event::StatusAll,
     Event::StatusThis,
     Event::Metrics,
@@ -173,6 +176,9 @@ fn expect(state: State, event: Event) -> Expect {
         E::Restart => up(code(started.0), started.1, Others::Replaced),
         E::RestartThis => up(code(started.0), started.1, Others::Kept),
         E::RestartOther => up(code(0), left_alone, Others::OtherReplaced),
+        // Stopped whatever it was doing (or already down: exit 0 all the same), and left
+        // stopped by the supervisor; the others untouched.
+        E::StopThis => up(code(0), Subject::Down, Others::Kept),
         E::StatusAll | E::StatusThis => up(Some(not_running), left_alone, Others::Kept),
         E::Metrics => up(code(0), left_alone, Others::Kept),
         E::SupervisorRestart
@@ -289,6 +295,7 @@ fn fire(sb: &Sandbox, event: Event) -> Option<Run> {
         Event::Restart => cmd(&["restart"]),
         Event::RestartThis => cmd(&["restart", SUBJECT.short_name()]),
         Event::RestartOther => cmd(&["restart", OTHER.short_name()]),
+        Event::StopThis => cmd(&["stop", SUBJECT.short_name()]),
         Event::StatusAll => cmd(&["status"]),
         Event::StatusThis => cmd(&["status", SUBJECT.short_name()]),
         Event::Metrics => cmd(&["metrics"]),
