@@ -1,13 +1,27 @@
-//! The command line, and only that: clap's types, and the parse into a [`Request`] that the
-//! rest of the crate runs ([`crate::commands`]). Nothing here runs anything.
+//! The command line, and only that: clap's types, and the parse into a [`Request`] that is
+//! handed down to [`crate::commands`]. The top floor: nothing below calls back up here, and
+//! nothing here does the work itself.
 
 use clap::{Parser, Subcommand};
 
 use crate::component::{Component, Member};
-use crate::error::Error;
+use crate::error::{exit, Error};
 use crate::request::{Command, Fleet, Format, LogsRequest, Request};
 use crate::status::StatusRequest;
 use crate::systemd::Scope;
+
+/// The whole `ImageServing` command: parse the process's arguments and hand the request down
+/// to [`crate::commands`]; returns the exit code.
+pub fn main() -> i32 {
+    match parse(std::env::args_os()) {
+        Ok(Parsed::Run(request)) => crate::commands::execute(&request),
+        Ok(Parsed::Print(text)) => {
+            crate::output::out(&text);
+            exit::OK
+        }
+        Err(e) => crate::commands::report(&e, e.exit_code()),
+    }
+}
 
 /// Control the Image Serving stack: the Server Supervisor, the Platform Server (ps), the Image
 /// Server (is) and the SVG server (svg), run as systemd units under imageserving.target.
@@ -39,7 +53,8 @@ struct Args {
     /// Read the hosts from FILE: one per line, '#' starts a comment.
     #[arg(long = "hosts", global = true, value_name = "FILE")]
     hosts_file: Option<std::path::PathBuf>,
-    /// With --host: how many hosts to work on at once.
+    /// With --host: how many hosts to work on at once (ssh sessions open at once; also
+    /// within each batch of a rolling restart).
     #[arg(long, global = true, default_value_t = 32, value_name = "N")]
     parallel: usize,
     /// With --host: how long one host may take, in seconds.
@@ -76,7 +91,8 @@ enum CommandArgs {
         /// Restart only this component; the others keep running untouched.
         component: Option<Component>,
         /// With --host: a rolling restart, N hosts at a time; the next batch starts once the
-        /// previous one serves again, and the first failed batch stops it.
+        /// previous one serves again, and the first failed batch stops it. Within a batch,
+        /// at most --parallel hosts are worked on at once.
         #[arg(long, value_name = "N")]
         serial: Option<usize>,
     },

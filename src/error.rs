@@ -28,7 +28,7 @@ pub enum Error {
     Usage(String),
     /// A host given with `--host` or `--hosts` cannot be used.
     #[error(transparent)]
-    Host(#[from] crate::fleet::HostError),
+    Host(#[from] crate::host::HostError),
     /// Talking to the service manager failed.
     #[error(transparent)]
     Systemd(#[from] SystemdError),

@@ -22,8 +22,8 @@
 //!    - [`component`] is the only place that maps components to units and names;
 //!    - [`table`], [`terminal`], [`progress`] and [`output`] lay out and write what the user
 //!      sees (tables fitted to the terminal, the progress line, quiet on a closed pipe);
-//!    - [`request`] is what was asked, [`error`] every failure a user can see, with its exit
-//!      code.
+//!    - [`request`] is what was asked, [`host`] a fleet's host as given, [`error`] every
+//!      failure a user can see, with its exit code (it names nothing above this floor).
 
 pub mod agent;
 pub mod alert;
@@ -33,6 +33,7 @@ pub mod component;
 pub mod control;
 pub mod error;
 pub mod fleet;
+pub mod host;
 pub mod journal;
 pub mod output;
 pub mod probe;

@@ -2,5 +2,5 @@
 //! [`imageserving::cli`] and run by [`imageserving::commands`].
 
 fn main() {
-    std::process::exit(imageserving::commands::main());
+    std::process::exit(imageserving::cli::main());
 }

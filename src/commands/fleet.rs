@@ -29,7 +29,7 @@ pub(super) fn run(fleet: &Fleet, scope: Scope, command: &Command, full: bool) ->
     };
     let (results, left) = match (&action, fleet.serial) {
         (Action::Restart(c), Some(n)) => {
-            fleet::rolling_restart(&hosts, *c, scope, n, fleet.deadline)
+            fleet::rolling_restart(&hosts, *c, scope, (n, fleet.parallel), fleet.deadline)
         }
         _ => (
             fleet::run_all(

@@ -89,16 +89,3 @@ pub(crate) fn report(e: &Error, code: i32) -> i32 {
     output::err(&format!("ImageServing: {e}\n"));
     code
 }
-
-/// The whole `ImageServing` command: parse the process's arguments and run them; returns
-/// the exit code.
-pub fn main() -> i32 {
-    match crate::cli::parse(std::env::args_os()) {
-        Ok(crate::cli::Parsed::Run(request)) => execute(&request),
-        Ok(crate::cli::Parsed::Print(text)) => {
-            output::out(&text);
-            exit::OK
-        }
-        Err(e) => report(&e, e.exit_code()),
-    }
-}

@@ -76,23 +76,19 @@ pub fn run_all(
 
 /// A rolling restart: `serial` hosts at a time. Each batch's `restart` returns only once
 /// that host serves again (its supervisor ready, its probes passing), so the next batch
-/// starts only then. Stops at the first batch with a failure; returns the results so far and
-/// the hosts that were not restarted.
+/// starts only then. Within a batch, at most `parallel` ssh sessions are open at once, as
+/// for every other fleet command (`--parallel` is what bounds connections, `--serial` how
+/// much of the fleet may be down). Stops at the first batch with a failure; returns the
+/// results so far and the hosts that were not restarted.
 pub fn rolling_restart(
     hosts: &[Host],
     component: Option<Component>,
     scope: Scope,
-    serial: usize,
+    (serial, parallel): (usize, usize),
     deadline: Duration,
 ) -> (Vec<HostResult>, Vec<String>) {
     in_batches(hosts, serial, |batch| {
-        run_all(
-            batch,
-            Action::Restart(component),
-            scope,
-            batch.len(),
-            deadline,
-        )
+        run_all(batch, Action::Restart(component), scope, parallel, deadline)
     })
 }
 

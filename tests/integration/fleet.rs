@@ -218,6 +218,51 @@ fn a_rolling_restart_failing_in_its_last_partial_batch_names_the_host() {
     }
 }
 
+/// Regression: each batch of a rolling restart opened `--serial` sessions at once whatever
+/// `--parallel` said, while the MaxStartups message told the operator to lower `--parallel`.
+#[test]
+fn a_rolling_restart_opens_at_most_parallel_sessions_at_once() {
+    let hosts = ["a", "b", "c", "d", "e", "f"];
+    let dir = std::env::temp_dir().join(format!("isfake-conc-{}", std::process::id()));
+    // Each session marks itself open for 0.5 s; the most marks seen at once is the
+    // concurrency.
+    let session = format!(
+        "d={}/open; mkdir -p $d; touch $d/$$; n=$(ls $d | wc -l); echo $n >>{}/seen; sleep 0.5; rm $d/$$; {RESTARTED}",
+        dir.display(),
+        dir.display()
+    );
+    let answers: Vec<(&str, &str)> = hosts.iter().map(|h| (*h, session.as_str())).collect();
+    let fake = FakeHosts::new("conc", &answers);
+    assert_eq!(fake.0, dir);
+    for (serial, parallel, most) in [("6", "2", 2), ("3", "1", 1), ("2", "8", 2)] {
+        let _ = std::fs::remove_file(dir.join("seen"));
+        fake.run(&[
+            "--host",
+            &hosts.join(","),
+            "--parallel",
+            parallel,
+            "restart",
+            "--serial",
+            serial,
+        ])
+        .code(0);
+        let seen = std::fs::read_to_string(dir.join("seen")).unwrap_or_default();
+        let max = seen
+            .lines()
+            .filter_map(|l| l.trim().parse::<usize>().ok())
+            .max();
+        assert_eq!(
+            seen.lines().count(),
+            hosts.len(),
+            "--serial {serial} --parallel {parallel}: every host once: {seen}"
+        );
+        assert!(
+            max.is_some_and(|m| m <= most),
+            "--serial {serial} --parallel {parallel}: up to {max:?} sessions at once, want at most {most}"
+        );
+    }
+}
+
 /// Regression: a host whose answer was not the status document (a login banner before it,
 /// another version's JSON, a cut-off answer) was counted as running, with exit 0.
 #[test]

@@ -10,6 +10,7 @@
 
 mod bench;
 mod booted;
+mod collection;
 mod control;
 mod faults;
 mod fleet;

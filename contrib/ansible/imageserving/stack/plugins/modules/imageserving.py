@@ -38,13 +38,16 @@ options:
     choices: [started, stopped, restarted]
   component:
     description:
-      - Act on this component only; C(ps), C(is) or C(svg), or the long names C(platform),
-        C(image) and C(svg).
+      - Act on this component only; C(ps), C(is) or C(svg), or the long names C(platform)
+        and C(image).
+      - Leave it out to act on the whole stack. An empty value does not mean the whole
+        stack. Ansible refuses it, as any name not in the choices, before anything runs; a
+        variable that may be unset is passed with C(default(omit)), not C(default('')).
       - With C(state=started), a component that does not run is started alone
         (C(ImageServing restart NAME)); when the supervisor does not run, the whole stack is
         started (C(ImageServing start)), as the components are watched by it.
-      - Any other name fails with the tool's message and exit code 2.
     type: str
+    choices: [ps, is, svg, platform, image]
   scope:
     description:
       - C(system) drives the system manager's units (the package's install); C(user) the
@@ -65,7 +68,7 @@ notes:
     package delegates to); the module never asks for a password (C(--no-ask-password)).
   - Tested with ansible-core 2.14 (Debian 12).
 author:
-  - imageserving developers
+  - imageserving developers (@imageserving)
 """
 
 EXAMPLES = r"""
@@ -155,6 +158,8 @@ NOT_INSTALLED = 5
 STATUS_ANSWERED = (0, 3)
 UP = ("active", "reloading")
 DOWN = ("inactive", "failed")
+# The names the tool accepts (its Component::valid_names), short and long.
+COMPONENTS = ("ps", "is", "svg", "platform", "image")
 
 
 def first_line(text):
@@ -248,7 +253,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", required=True, choices=["started", "stopped", "restarted"]),
-            component=dict(type="str"),
+            component=dict(type="str", choices=list(COMPONENTS)),
             scope=dict(type="str", default="system", choices=["system", "user"]),
             executable=dict(type="path"),
         ),
@@ -263,8 +268,6 @@ def main():
         )
     tool = Tool(module, executable, p["scope"])
     component = p["component"]
-    if component is not None:
-        component = component.strip()
     before = tool.status(component)
     todo = plan(p["state"], component, before)
     if todo is None:
