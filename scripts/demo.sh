@@ -93,11 +93,13 @@ for unit in platform image svg; do
     i=$((i + 1)); eval port=\$$i
     mkdir -p "${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user/imageserving-$unit.service.d"
     if [ $unit = platform ]; then path=/is/image probe="http://127.0.0.1:$port/is/image"; else path=/ probe="tcp://127.0.0.1:$port"; fi
+    # ps and svg are JVMs: they exit 143 on SIGTERM (the units' SuccessExitStatus=143).
+    if [ $unit = image ]; then jvm=""; else jvm="--term-exit 143"; fi
     cat >"${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user/imageserving-$unit.service.d/50-demo.conf" <<CONF
 # Demo: a stand-in instead of the vendor binary.
 [Service]
 ExecStart=
-ExecStart=$bin/imageserving-standin --port $port --path $path --start-delay 1 --hold-mib $((8 * i))
+ExecStart=$bin/imageserving-standin --port $port --path $path --start-delay 1 --hold-mib $((8 * i)) $jvm
 Environment=IMAGESERVING_PROBE=$probe
 CONF
 done

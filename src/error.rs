@@ -120,8 +120,8 @@ pub enum Error {
         /// What was missing.
         what: String,
     },
-    /// The alert hook's command could not be run, or failed.
-    #[error("{summary} (the alert command {why})")]
+    /// A channel of the alert hook (the mail, the command) could not deliver the alert.
+    #[error("{summary} (not delivered: {why})")]
     AlertNotSent {
         /// The alert's one line.
         summary: String,

@@ -18,7 +18,7 @@ use clap::Parser;
 
 /// Stand-in for an Image Serving component (tests and demo only).
 #[derive(Debug, Parser)]
-#[command(name = "imageserving-standin", version)]
+#[command(name = "imageserving-standin", version, args_override_self = true)]
 struct Args {
     /// TCP port to listen on (on 127.0.0.1).
     #[arg(long)]
@@ -50,6 +50,14 @@ struct Args {
     /// Ignore SIGTERM (systemd then needs SIGKILL after its stop timeout).
     #[arg(long)]
     ignore_sigterm: bool,
+    /// On SIGTERM, exit with this status instead of dying by the signal: 143 is what a JVM
+    /// (Tomcat) exits with, which its units list in `SuccessExitStatus=`.
+    #[arg(long, value_name = "STATUS")]
+    term_exit: Option<i32>,
+    /// When the port cannot be bound, keep running without serving (as a Tomcat whose
+    /// connector could not bind does) instead of exiting 1.
+    #[arg(long)]
+    stay_on_bind_error: bool,
     /// Write the time the port opened (microseconds since the Unix epoch) to this file.
     #[arg(long)]
     ready_file: Option<std::path::PathBuf>,
@@ -85,18 +93,34 @@ fn main() {
         let ignored = Arc::new(AtomicBool::new(false));
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, ignored);
     }
+    let terminated = Arc::new(AtomicBool::new(false));
+    if args.term_exit.is_some() && !args.ignore_sigterm {
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated));
+    }
+    let exit_if_terminated = || {
+        if terminated.load(Ordering::SeqCst) {
+            std::process::exit(args.term_exit.unwrap_or(143));
+        }
+    };
     let memory = hold(args.hold_mib);
     let _children: Vec<Child> = (0..args.children).filter_map(|_| spawn_child()).collect();
     let started = Instant::now();
-    std::thread::sleep(secs(args.start_delay));
-    if let Some(port) = args.port {
-        let listener = match TcpListener::bind(("127.0.0.1", port)) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("imageserving-standin: cannot listen on 127.0.0.1:{port}: {e}");
-                std::process::exit(1);
-            }
-        };
+    while started.elapsed() < secs(args.start_delay) {
+        exit_if_terminated();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listener = args.port.and_then(|port| match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => Some(l),
+        Err(e) if args.stay_on_bind_error => {
+            eprintln!("imageserving-standin: cannot listen on 127.0.0.1:{port}: {e}; running on without serving");
+            None
+        }
+        Err(e) => {
+            eprintln!("imageserving-standin: cannot listen on 127.0.0.1:{port}: {e}");
+            std::process::exit(1);
+        }
+    });
+    if let Some(listener) = listener {
         if let Some(file) = &args.ready_file {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -123,6 +147,7 @@ fn main() {
         if args.hang_after.is_some_and(|s| t >= secs(s)) {
             hang.store(true, Ordering::SeqCst);
         }
+        exit_if_terminated();
         std::thread::sleep(Duration::from_millis(20));
         std::hint::black_box(&memory);
     }

@@ -73,8 +73,9 @@ pub fn execute(request: &Request) -> i32 {
 fn alert(scope: Scope, unit: &str) -> i32 {
     match crate::alert::run(scope, unit) {
         Ok(()) => exit::OK,
+        // Each channel that failed has been logged at crit with why; this sums it up.
         Err(e @ Error::AlertNotSent { .. }) => {
-            output::err(&format!("<2>{e}\n"));
+            output::err(&format!("<3>{e}\n"));
             e.exit_code()
         }
         Err(e) => {

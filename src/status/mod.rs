@@ -154,12 +154,16 @@ const PROPS: [&str; 5] = [
     "StatusText",
     "ExecMainStartTimestamp",
 ];
-/// Read in addition for units that are not active.
-const PROPS_DOWN: [&str; 4] = [
-    "Result",
-    "ExecMainCode",
-    "ExecMainStatus",
-    "RestartPreventExitStatus",
+/// Read in addition for units that are not active: why, and whether systemd gave up
+/// ([`crate::systemd::gave_up`]).
+const PROPS_DOWN: [(PropertyInterface, &str); 7] = [
+    (PropertyInterface::Service, "Result"),
+    (PropertyInterface::Service, "ExecMainCode"),
+    (PropertyInterface::Service, "ExecMainStatus"),
+    (PropertyInterface::Service, "RestartPreventExitStatus"),
+    (PropertyInterface::Service, "ExecMainExitTimestampMonotonic"),
+    (PropertyInterface::Unit, "InactiveEnterTimestampMonotonic"),
+    (PropertyInterface::Service, "RestartUSec"),
 ];
 
 /// How long `status` waits for the bus or the manager, per call (two at most), before it
@@ -317,9 +321,9 @@ fn collect_with(
         .iter()
         .filter(|i| !running(i))
         .flat_map(|i| {
-            PROPS_DOWN.map(|name| PropertyRequest {
+            PROPS_DOWN.map(|(interface, name)| PropertyRequest {
                 path: i.path.as_str(),
-                interface: PropertyInterface::Service,
+                interface,
                 name,
             })
         })

@@ -116,11 +116,17 @@ pub(super) fn collect_unit(
     let result = get(5)
         .and_then(|v| String::try_from(v).ok())
         .unwrap_or_else(|| "success".to_owned());
+    let micros = |i: usize| get(i).and_then(|v| u64::try_from(v).ok()).unwrap_or(0);
     let gave_up = crate::systemd::gave_up(
         ctx.active,
         restarts,
         crate::systemd::exec_status(get(6), get(7)),
         &crate::systemd::prevented(get(8)),
+        crate::systemd::FailureTiming {
+            exited_us: micros(9),
+            failed_us: micros(10),
+            restart_us: micros(11),
+        },
     );
 
     let running = ctx.active.is_up();

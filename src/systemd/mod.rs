@@ -26,8 +26,8 @@ pub use events::{Event, Events};
 pub use jobs::{JobWait, Standing, Verdict};
 pub use manager::{Manager, PropertyInterface, PropertyRequest, DEFAULT_CALL_TIMEOUT};
 pub use state::{
-    exec_status, gave_up, prevented, ActiveState, ExecStatus, RestartPrevented, ServiceState,
-    UnitInfo,
+    exec_status, gave_up, prevented, ActiveState, ExecStatus, FailureTiming, RestartPrevented,
+    ServiceState, UnitInfo,
 };
 
 const DESTINATION: &str = "org.freedesktop.systemd1";

@@ -208,36 +208,68 @@ pub struct ServiceState {
     pub main_started_monotonic_us: u64,
     /// `RestartPreventExitStatus=`: exit statuses and signals `Restart=` does not act on.
     pub restart_prevented: RestartPrevented,
+    /// When its last run ended and it went down, and its `RestartSec=`.
+    pub timing: FailureTiming,
 }
 
 /// `RestartPreventExitStatus=` as the manager reports it (`(aiai)`): exit statuses, then
 /// signals.
 pub type RestartPrevented = (Vec<i32>, Vec<i32>);
 
-/// Whether systemd gave up restarting a unit: it failed after automatic restarts, and not
-/// because its last exit was one `RestartPreventExitStatus=` names (that is a stop on
-/// purpose, not a give-up). systemd keeps the last run's `Result` (e.g. `signal`) when the
-/// start limit is what stopped it, so this reads the restart count rather than
-/// `start-limit-hit`. The one definition, for `status`, `start` and the supervisor.
+/// When a unit's last run ended and when it then failed, on the monotonic clock (µs), and
+/// its `RestartSec=` (µs); 0 where unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureTiming {
+    /// `ExecMainExitTimestampMonotonic`: when the main process last ended.
+    pub exited_us: u64,
+    /// `InactiveEnterTimestampMonotonic`: when the unit last went down (here: failed).
+    pub failed_us: u64,
+    /// `RestartUSec`.
+    pub restart_us: u64,
+}
+
+impl FailureTiming {
+    /// Whether the failure came from a restart that systemd attempted and was refused (the
+    /// start limit): `Restart=` first waits out `RestartSec=` after the exit, so such a
+    /// unit fails at least that long after its process ended. An operator's stop that ends
+    /// in a failure (an exit status the unit does not call a success, a SIGKILL after the
+    /// stop timeout) fails the unit at the exit itself. Where the timestamps are unknown or
+    /// there is no `RestartSec=`, it cannot tell, and says yes.
+    pub fn restart_attempted(&self) -> bool {
+        if self.exited_us == 0 || self.failed_us == 0 || self.restart_us == 0 {
+            return true;
+        }
+        self.failed_us.saturating_sub(self.exited_us) >= self.restart_us
+    }
+}
+
+/// Whether systemd gave up restarting a unit: it failed after automatic restarts, because
+/// the restart it attempted last was refused, and not because its last exit was one
+/// `RestartPreventExitStatus=` names (that is a stop on purpose, not a give-up). systemd
+/// keeps the last run's `Result` (e.g. `signal`) when the start limit is what stopped it, so
+/// this reads the restart count and the timing ([`FailureTiming`]) rather than
+/// `start-limit-hit`. A routine stop is never a give-up, whatever the process exited with.
+/// The one definition, for `status`, `start`, the supervisor and the alert hook.
 pub fn gave_up(
     active: ActiveState,
     restarts: u32,
     exec: ExecStatus,
     prevented: &RestartPrevented,
+    timing: FailureTiming,
 ) -> bool {
     let on_purpose = match exec {
         ExecStatus::Exited(s) => prevented.0.contains(&s),
         ExecStatus::Killed(sig) | ExecStatus::Dumped(sig) => prevented.1.contains(&sig),
         ExecStatus::None => false,
     };
-    active == ActiveState::Failed && restarts > 0 && !on_purpose
+    active == ActiveState::Failed && restarts > 0 && !on_purpose && timing.restart_attempted()
 }
 
 type ExecCommand = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
 
 impl ServiceState {
     /// The properties [`ServiceState::from_values`] expects, in order.
-    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 12] = [
+    pub(super) const PROPERTIES: [(PropertyInterface, &'static str); 15] = [
         (PropertyInterface::Unit, "Job"),
         (PropertyInterface::Unit, "ActiveState"),
         (PropertyInterface::Unit, "SubState"),
@@ -253,6 +285,9 @@ impl ServiceState {
             "ExecMainStartTimestampMonotonic",
         ),
         (PropertyInterface::Service, "RestartPreventExitStatus"),
+        (PropertyInterface::Service, "ExecMainExitTimestampMonotonic"),
+        (PropertyInterface::Unit, "InactiveEnterTimestampMonotonic"),
+        (PropertyInterface::Service, "RestartUSec"),
     ];
 
     pub(super) fn from_values(values: Vec<Option<OwnedValue>>) -> ServiceState {
@@ -276,7 +311,18 @@ impl ServiceState {
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or_default();
         let restart_prevented = prevented(next());
+        let mut micros = || {
+            next()
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or_default()
+        };
+        let timing = FailureTiming {
+            exited_us: micros(),
+            failed_us: micros(),
+            restart_us: micros(),
+        };
         ServiceState {
+            timing,
             main_started_monotonic_us,
             restart_prevented,
             job_id,
@@ -328,6 +374,7 @@ impl ServiceState {
             self.restarts,
             self.exec_status,
             &self.restart_prevented,
+            self.timing,
         )
     }
 
@@ -423,7 +470,37 @@ mod tests {
             job_id,
             main_started_monotonic_us: 0,
             restart_prevented: (vec![78], vec![]),
+            timing: FailureTiming::default(),
         }
+    }
+
+    /// Regression: a JVM stopped by the operator (exit 143 without `SuccessExitStatus=`, or
+    /// SIGKILL after the stop timeout) after an earlier automatic restart was called a
+    /// give-up, and the alert hook paged the on-call for a routine stop.
+    #[test]
+    fn a_failure_at_the_exit_is_a_stop_and_one_after_restart_sec_a_give_up() {
+        let failed = |exited_us, failed_us, restart_us| {
+            let mut s = state(ActiveState::Failed, "failed", "exit-code", 0);
+            s.exec_status = ExecStatus::Exited(143);
+            s.timing = FailureTiming {
+                exited_us,
+                failed_us,
+                restart_us,
+            };
+            s.gave_up()
+        };
+        // The start limit refused the restart attempted RestartSec= (2 s) after the exit.
+        assert!(failed(10_000_000, 12_000_300, 2_000_000));
+        // Failed at the exit: a stop that ended badly.
+        assert!(!failed(10_000_000, 10_000_150, 2_000_000));
+        // Stopped while RestartSec= ran (before the attempt).
+        assert!(!failed(10_000_000, 11_000_000, 2_000_000));
+        // Timestamps unknown: as before, the restart count decides.
+        assert!(failed(0, 0, 2_000_000));
+        // No automatic restart ever: never a give-up.
+        let mut s = state(ActiveState::Failed, "failed", "exit-code", 0);
+        s.restarts = 0;
+        assert!(!s.gave_up());
     }
 
     #[test]

@@ -242,11 +242,19 @@ impl Sandbox {
             };
             // "{root}" in a stand-in argument is the sandbox's directory (writable to it).
             let root = self.root.display().to_string();
-            let extra: Vec<String> = opts
-                .args
-                .iter()
-                .filter(|(x, _)| *x == c)
-                .map(|(_, a)| a.replace("{root}", &root))
+            // ps and svg are JVMs (Tomcat): they exit 143 on SIGTERM and hold tens of MiB.
+            // A test's own arguments come after these, and win.
+            let jvm_like = match c {
+                Component::Platform | Component::Svg => "--term-exit 143 --hold-mib 24",
+                Component::Image => "",
+            };
+            let extra: Vec<String> = std::iter::once(jvm_like.to_owned())
+                .chain(
+                    opts.args
+                        .iter()
+                        .filter(|(x, _)| *x == c)
+                        .map(|(_, a)| a.replace("{root}", &root)),
+                )
                 .collect();
             // "{port}" in a service line is the component's port, "{root}" the sandbox's
             // directory and "{standin}" the stand-in's path.
@@ -285,6 +293,17 @@ impl Sandbox {
         for unit in imageserving::component::stack_units() {
             self.dropin(unit, "40-sandbox-paths", &paths);
         }
+        // Every alert the hook sends is one line in `alerts.log` ([`Sandbox::alerts`]); a
+        // test that sets its own command (a later drop-in) replaces this one.
+        self.dropin(
+            "imageserving-alert@.service",
+            "40-count",
+            &format!(
+                "[Service]\nEnvironment=\"IMAGESERVING_ALERT_COMMAND=echo $IMAGESERVING_ALERT_UNIT >>{}\"\nStandardError=append:{}\n",
+                self.root.join("alerts.log").display(),
+                self.root.join("alert-hook.log").display()
+            ),
+        );
         if !opts.supervisor.is_empty() {
             self.dropin(
                 imageserving::component::SUPERVISOR,
@@ -292,6 +311,18 @@ impl Sandbox {
                 &format!("[Service]\n{}\n", opts.supervisor.join("\n")),
             );
         }
+    }
+
+    /// How many alerts the hook has sent (one line each in `alerts.log`).
+    pub fn alerts(&self) -> usize {
+        std::fs::read_to_string(self.root.join("alerts.log"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// What the alert hook logged (its stderr, with the journal's priority prefixes).
+    pub fn alert_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("alert-hook.log")).unwrap_or_default()
     }
 
     /// Write a drop-in where `systemctl --user edit` would.

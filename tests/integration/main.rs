@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+mod alerts;
 mod bench;
 mod booted;
 mod collection;

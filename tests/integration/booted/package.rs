@@ -44,12 +44,13 @@ pub fn machine(layout: Layout) -> Machine {
     ];
     let m = Machine::boot(layout, &files);
     // The vendor's programs: stand-ins on the original ports, at the paths the units name,
-    // so that the shipped units run unchanged.
+    // so that the shipped units run unchanged; ps and svg exit 143 on SIGTERM, as the JVMs
+    // they stand in for do.
     m.sh(&format!(
         "set -e; bin=/usr/local/scene7/ImageServing/bin; mkdir -p $bin
-         for spec in 'PlatformServer 8080 /is/image' 'ImageServer 27345 /' 'SvgServer 27346 /'; do
+         for spec in 'PlatformServer 8080 /is/image --term-exit=143' 'ImageServer 27345 /' 'SvgServer 27346 / --term-exit=143'; do
              set -- $spec
-             printf '#!/bin/sh\\nexec {IN}/imageserving-standin --port %s --path %s \"$@\"\\n' $2 $3 >$bin/$1
+             printf '#!/bin/sh\\nexec {IN}/imageserving-standin --port %s --path %s %s \"$@\"\\n' $2 $3 \"$4\" >$bin/$1
              chmod 0755 $bin/$1
          done"
     ))

@@ -25,8 +25,13 @@ fn standins(ports: [u16; 3]) -> String {
             ),
             _ => ("/", format!("tcp://127.0.0.1:{port}")),
         };
+        // ps and svg exit 143 on SIGTERM, as the JVMs they stand in for.
+        let jvm = match c {
+            Component::Image => "",
+            _ => " --term-exit 143",
+        };
         script.push_str(&format!(
-            " mkdir -p $u/{unit}.d; printf '[Service]\\nExecStart=\\nExecStart={IN}/imageserving-standin --port {port} --path {path}\\nEnvironment=IMAGESERVING_PROBE={probe}\\n' >$u/{unit}.d/standin.conf;",
+            " mkdir -p $u/{unit}.d; printf '[Service]\\nExecStart=\\nExecStart={IN}/imageserving-standin --port {port} --path {path}{jvm}\\nEnvironment=IMAGESERVING_PROBE={probe}\\n' >$u/{unit}.d/standin.conf;",
             unit = c.unit()
         ));
     }
