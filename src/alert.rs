@@ -94,8 +94,10 @@ impl Alert {
     fn what(&self) -> &'static str {
         if self.summary.contains("systemd gave up") {
             "failed, systemd gave up"
+        } else if self.summary.contains("details unavailable") {
+            "failed"
         } else {
-            "not serving, restart refused"
+            "needs attention"
         }
     }
 
@@ -189,8 +191,16 @@ fn gather(scope: Scope, unit: &str, name: &str) -> Result<Option<Alert>, Error> 
             state.failure_reason()
         )
     } else {
+        // Started by the supervisor: a restart it could not make, or a memory limit that no
+        // restart relieves. Its STATUS= says which.
+        let says = mgr
+            .load_unit(SUPERVISOR)
+            .and_then(|p| mgr.service_state(p.as_str()))
+            .map(|s| s.status_text)
+            .unwrap_or_default();
         format!(
-            "Image Serving on {host}: {title} ({name}, {unit}) does not serve and the Server Supervisor could not restart it; see '{}'",
+            "Image Serving on {host}: {title} ({name}, {unit}) needs attention the Server Supervisor cannot give it{}; see '{}'",
+            if says.is_empty() { String::new() } else { format!(" (it says: {says})") },
             journal::hint(scope, SUPERVISOR)
         )
     };
@@ -426,10 +436,7 @@ mod tests {
             a.text(),
             "Image Serving on h1: SVG Server failed\n\nLast journal lines:\nline 1\nline 2\n"
         );
-        assert_eq!(
-            a.subject(),
-            "[Image Serving] h1: svg not serving, restart refused"
-        );
+        assert_eq!(a.subject(), "[Image Serving] h1: svg needs attention");
         let mail = String::from_utf8(
             a.mail("alert@h1", "ops@example.org, oncall@example.org")
                 .unwrap()
@@ -439,7 +446,7 @@ mod tests {
         for header in [
             "From: alert@h1\r\n",
             "To: ops@example.org, oncall@example.org\r\n",
-            "Subject: [Image Serving] h1: svg not serving, restart refused\r\n",
+            "Subject: [Image Serving] h1: svg needs attention\r\n",
             "Auto-Submitted: auto-generated\r\n",
             "Content-Type: text/plain; charset=utf-8\r\n",
             "\r\nDate: ",

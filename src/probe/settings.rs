@@ -164,31 +164,67 @@ impl ProbeSettings {
         unit: &str,
         env: &[String],
     ) -> Result<Option<ProbeSettings>, SettingError> {
-        let get = |key: &str| {
-            env.iter()
-                .rev() // a later assignment (a drop-in) wins, as in systemd
-                .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        let Some(raw) = lookup(env, KEY_PROBE) else {
+            return Ok(None);
         };
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        let target = parse_target(raw).map_err(|why| SettingError {
+            unit: unit.to_owned(),
+            key: KEY_PROBE,
+            value: raw.to_owned(),
+            why,
+        })?;
+        let c = Cadence::from_environment(unit, env)?;
+        Ok(Some(ProbeSettings {
+            target,
+            interval: c.interval,
+            timeout: c.timeout,
+            failures: c.failures,
+            start_grace: c.start_grace,
+        }))
+    }
+}
+
+/// The timing keys of a component, read with or without a probe: the probe's, and the
+/// memory guard's pace (it reads memory every interval, counts the same number of readings
+/// in a row, and reads nothing during the start grace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// [`KEY_INTERVAL`] (5 s).
+    pub interval: Duration,
+    /// [`KEY_TIMEOUT`] (2 s).
+    pub timeout: Duration,
+    /// [`KEY_FAILURES`] (3).
+    pub failures: u32,
+    /// [`KEY_START_GRACE`] (300 s).
+    pub start_grace: Duration,
+}
+
+/// The last assignment of `key` (a later one, from a drop-in, wins, as in systemd).
+fn lookup<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
+impl Cadence {
+    /// Read strictly from a unit's `Environment=` entries; defaults where unset.
+    pub fn from_environment(unit: &str, env: &[String]) -> Result<Cadence, SettingError> {
         let bad = |key: &'static str, value: &str, why: &str| SettingError {
             unit: unit.to_owned(),
             key,
             value: value.to_owned(),
             why: why.to_owned(),
         };
-        let Some(raw) = get(KEY_PROBE) else {
-            return Ok(None);
-        };
-        if raw.is_empty() {
-            return Ok(None);
-        }
-        let target = parse_target(raw).map_err(|why| bad(KEY_PROBE, raw, &why))?;
         // Each duration lies in [min, max]; below a floor a probe cannot complete (a
         // timeout of 1e-10 s fails every probe) or the probes would spin.
         let seconds = |key: &'static str,
                        default: f64,
                        (min, max): (f64, f64)|
          -> Result<Duration, SettingError> {
-            let Some(v) = get(key) else {
+            let Some(v) = lookup(env, key) else {
                 return Ok(Duration::from_secs_f64(default));
             };
             match v.parse::<f64>() {
@@ -205,7 +241,7 @@ impl ProbeSettings {
         let interval = seconds(KEY_INTERVAL, 5.0, (MIN_SECONDS, 3600.0))?;
         let timeout = seconds(KEY_TIMEOUT, 2.0, (MIN_SECONDS, MAX_TIMEOUT.as_secs_f64()))?;
         let start_grace = seconds(KEY_START_GRACE, 300.0, (0.0, 3600.0))?;
-        let failures = match get(KEY_FAILURES) {
+        let failures = match lookup(env, KEY_FAILURES) {
             None => 3,
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=1000).contains(&n) => n,
@@ -218,13 +254,12 @@ impl ProbeSettings {
                 }
             },
         };
-        Ok(Some(ProbeSettings {
-            target,
+        Ok(Cadence {
             interval,
             timeout,
             failures,
             start_grace,
-        }))
+        })
     }
 }
 

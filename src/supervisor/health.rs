@@ -45,8 +45,6 @@ pub struct Health {
     refused: bool,
     /// Whether the current back-off has been reported (once per window).
     backoff_told: bool,
-    /// Consecutive readings of the unit's memory above its limit.
-    over_memory: u32,
 }
 
 /// What to do after a probe.
@@ -90,7 +88,6 @@ impl Health {
             not_before: now,
             refused: false,
             backoff_told: false,
-            over_memory: 0,
         }
     }
 
@@ -216,7 +213,7 @@ impl Health {
         }
     }
 
-    /// What `count` bad readings in a row call for: another counted failure, a restart, or
+    /// What `count` failed probes in a row call for: another counted failure, a restart, or
     /// a wait for the back-off.
     fn after(&self, count: u32, now: Instant) -> Step {
         if count < self.settings.failures {
@@ -229,18 +226,6 @@ impl Health {
         } else {
             Step::Restart { failures: count }
         }
-    }
-
-    /// A reading of the unit's memory at a probe: `over` its limit or not. Above it for the
-    /// same number of readings in a row as probe failures restart a hung component, and the
-    /// back-off allowing: restart it (gracefully, through systemd), as for a hang.
-    pub fn memory(&mut self, now: Instant, over: bool) -> Step {
-        if !over {
-            self.over_memory = 0;
-            return Step::Quiet;
-        }
-        self.over_memory += 1;
-        self.after(self.over_memory, now)
     }
 
     /// After a [`Step::BackingOff`]: how long until a restart may come again, the first
@@ -257,7 +242,6 @@ impl Health {
     /// twice as long as the last (from [`MIN_BACKOFF`] to [`MAX_BACKOFF`]).
     pub fn restarted(&mut self, now: Instant) {
         self.backoff_told = false;
-        self.over_memory = 0;
         self.failures = 0;
         self.backoff = (self.backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
         self.not_before = now + self.backoff;
@@ -298,33 +282,6 @@ mod tests {
     }
 
     const S: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn memory_above_the_limit_restarts_once_per_back_off_window() {
-        let t0 = Instant::now();
-        let mut h = Health::new(settings(3, 0), t0);
-        assert_eq!(h.memory(t0, true), Step::Failed { count: 1, limit: 3 });
-        assert_eq!(h.memory(t0 + S, false), Step::Quiet);
-        assert_eq!(
-            h.memory(t0 + S * 2, true),
-            Step::Failed { count: 1, limit: 3 }
-        );
-        assert_eq!(
-            h.memory(t0 + S * 3, true),
-            Step::Failed { count: 2, limit: 3 }
-        );
-        assert_eq!(h.memory(t0 + S * 4, true), Step::Restart { failures: 3 });
-        h.restarted(t0 + S * 4);
-        // Still above: counted again, but no restart before the back-off (10 s) is over.
-        let mut restarts = 0;
-        for s in 5..14 {
-            if let Step::Restart { .. } = h.memory(t0 + S * s, true) {
-                restarts += 1;
-            }
-        }
-        assert_eq!(restarts, 0);
-        assert_eq!(h.memory(t0 + S * 14, true), Step::Restart { failures: 10 });
-    }
 
     #[test]
     fn failures_inside_the_grace_do_not_count_until_the_first_answer() {

@@ -15,6 +15,7 @@
 mod bus;
 mod health;
 mod log;
+mod memory;
 mod monitor;
 mod served;
 mod start;
@@ -28,12 +29,13 @@ use zbus::zvariant::OwnedObjectPath;
 
 use crate::component::{Component, SUPERVISOR};
 use crate::error::Error;
-use crate::probe::{self, ProbeSettings, SettingError};
+use crate::probe::{self, Cadence, ProbeSettings, SettingError};
 use crate::procinfo::ProcReader;
 use crate::systemd::{ActiveState, Manager, Scope};
 use bus::subscribe;
 use health::Health;
 use log::Priority;
+use memory::{MemoryGuard, StartLimit};
 use served::Served;
 use watched::Watched;
 
@@ -133,7 +135,7 @@ impl Supervisor {
             let path = mgr.load_unit(component.unit())?;
             let env = mgr.unit_environment(path.as_str())?;
             let probe = ProbeSettings::from_environment(component.unit(), &env)?;
-            let memory_limit = probe::memory_limit(component.unit(), &env)?;
+            let memory = guard_for(&mgr, path.as_str(), component.unit(), &env, now)?;
             watched.push(Watched {
                 component,
                 path,
@@ -142,7 +144,7 @@ impl Supervisor {
                 main_pid: 0,
                 job_id: 0,
                 health: probe.map(|p| Health::new(p, now)),
-                memory_limit,
+                memory,
             });
         }
         let (tx, rx) = mpsc::channel();
@@ -246,6 +248,13 @@ impl Supervisor {
                     h.process_started(process_started);
                 }
             }
+            // A new process (whoever started it) counts against the unit's start limit and
+            // gets its start grace before its memory is read.
+            if restarted && w.main_pid != 0 {
+                if let Some(g) = &mut w.memory {
+                    g.process_started(process_started);
+                }
+            }
         }
         Ok(())
     }
@@ -292,23 +301,44 @@ impl Supervisor {
         for w in &mut self.watched {
             let unit = w.component.unit();
             let env = self.mgr.unit_environment(w.path.as_str())?;
-            match probe::memory_limit(unit, &env) {
-                Ok(limit) if limit != w.memory_limit => {
+            let guard = probe::memory_limit(unit, &env).and_then(|limit| {
+                Ok(match limit {
+                    Some(limit) => Some((limit, Cadence::from_environment(unit, &env)?)),
+                    None => None,
+                })
+            });
+            match &guard {
+                Ok(new) if new.map(|(l, _)| l) != w.memory.as_ref().map(MemoryGuard::limit) => {
                     log::log(
                         Priority::Notice,
                         &format!(
                             "{}: memory limit after daemon-reload: {}",
                             w.component,
-                            limit.map_or("none".to_owned(), crate::table::bytes)
+                            new.map_or("none".to_owned(), |(l, _)| crate::table::bytes(l))
                         ),
                     );
-                    w.memory_limit = limit;
                 }
                 Ok(_) => {}
                 Err(e) => log::log(
                     Priority::Err,
                     &format!("ignoring the new memory limit, keeping the old one: {e}"),
                 ),
+            }
+            if let Ok(new) = guard {
+                let start_limit = start_limit_of(&self.mgr, w.path.as_str())?;
+                w.memory = match (w.memory.take(), new) {
+                    (Some(mut g), Some((limit, cadence))) => {
+                        g.set(limit, cadence, start_limit);
+                        Some(g)
+                    }
+                    (None, Some((limit, cadence))) => Some(MemoryGuard::new(
+                        limit,
+                        cadence,
+                        start_limit,
+                        Instant::now(),
+                    )),
+                    (_, None) => None,
+                };
             }
             let checked = ProbeSettings::from_environment(unit, &env).and_then(|p| {
                 if let Some(period) = watchdog_period {
@@ -388,4 +418,33 @@ fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), Error> {
         }
     });
     Ok(())
+}
+
+/// The memory guard of a component whose unit has `env`, when it has a memory limit.
+fn guard_for(
+    mgr: &Manager,
+    path: &str,
+    unit: &str,
+    env: &[String],
+    now: Instant,
+) -> Result<Option<MemoryGuard>, Error> {
+    let Some(limit) = probe::memory_limit(unit, env)? else {
+        return Ok(None);
+    };
+    let cadence = Cadence::from_environment(unit, env)?;
+    Ok(Some(MemoryGuard::new(
+        limit,
+        cadence,
+        start_limit_of(mgr, path)?,
+        now,
+    )))
+}
+
+/// The unit's start rate limit, which the memory guard never spends.
+fn start_limit_of(mgr: &Manager, path: &str) -> Result<StartLimit, Error> {
+    let (burst, interval_us) = mgr.start_limit(path)?;
+    Ok(StartLimit {
+        burst,
+        interval: Duration::from_micros(interval_us),
+    })
 }

@@ -7,21 +7,13 @@ use sd_notify::NotifyState;
 
 use super::health::{Health, Step};
 use super::log::{self, Priority};
+use super::memory::{Guard, MemoryGuard};
 use super::watched::Watched;
 use super::{notify, Msg, Supervisor};
 use crate::error::Error;
 use crate::probe;
 use crate::procinfo::Sample;
 use crate::systemd::ActiveState;
-
-/// What a [`Step`] is about.
-#[derive(Debug, Clone, Copy)]
-enum Reason {
-    /// The component's probe.
-    Probe,
-    /// Its unit's memory against its limit, in bytes.
-    Memory { rss: u64, limit: u64 },
-}
 
 impl Supervisor {
     /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
@@ -46,6 +38,7 @@ impl Supervisor {
                 next_recheck = now + Duration::from_millis(500);
             }
             self.probe_round(now);
+            self.memory_round(now);
             let summary = self.summary();
             self.set_status(summary);
             if let Some(wd) = self.watchdog {
@@ -58,7 +51,11 @@ impl Supervisor {
                 .watched
                 .iter()
                 .filter(|w| w.state == ActiveState::Active)
-                .filter_map(|w| w.health.as_ref().map(Health::next_probe))
+                .flat_map(|w| {
+                    let probe = w.health.as_ref().map(Health::next_probe);
+                    let memory = w.memory.as_ref().map(MemoryGuard::next_reading);
+                    probe.into_iter().chain(memory)
+                })
                 .min()
                 .unwrap_or(now + Duration::from_secs(60));
             if self.watchdog.is_some() {
@@ -113,31 +110,108 @@ impl Supervisor {
                 continue;
             };
             let step = h.probed(now, outcome);
-            self.apply(i, now, step, Reason::Probe);
+            self.apply(i, now, step);
         }
-        // The memory of each component probed that has a limit, read at the same pace.
-        for i in due {
-            let Some(w) = self.watched.get(i) else {
+    }
+
+    /// Read the memory of each running component that has a limit and is due, and act on
+    /// what its guard decides ([`MemoryGuard`]): with or without a probe.
+    fn memory_round(&mut self, now: Instant) {
+        for i in 0..self.watched.len() {
+            let Some(w) = self.watched.get_mut(i) else {
                 continue;
             };
-            let (Some(limit), pid) = (w.memory_limit, w.main_pid) else {
+            let pid = w.main_pid;
+            let Some(g) = &mut w.memory else {
                 continue;
             };
+            if w.state != ActiveState::Active || pid == 0 || !g.take_due(now) {
+                continue;
+            }
             let Some(rss) = crate::procinfo::unit_rss(&mut self.procs, &self.cgroups, pid) else {
                 continue;
             };
-            let Some(h) = self.watched.get_mut(i).and_then(|w| w.health.as_mut()) else {
-                continue;
-            };
-            let step = h.memory(now, rss > limit);
-            self.apply(i, now, step, Reason::Memory { rss, limit });
+            let decision = g.reading(now, rss);
+            self.act_on_memory(i, now, decision, rss);
+        }
+    }
+
+    fn act_on_memory(&mut self, i: usize, now: Instant, decision: Guard, rss: u64) {
+        let Some(w) = self.watched.get_mut(i) else {
+            return;
+        };
+        let Some(g) = &mut w.memory else {
+            return;
+        };
+        let what = format!(
+            "using {} of memory (RSS), above its limit of {} ({})",
+            crate::table::bytes(rss),
+            crate::table::bytes(g.limit()),
+            probe::KEY_MEMORY_RESTART
+        );
+        let unit = w.component.unit();
+        match decision {
+            Guard::Quiet => {}
+            Guard::Over { count, limit } => log::log(
+                Priority::Warning,
+                &format!("{} {what} ({count}/{limit})", w.component),
+            ),
+            Guard::Held {
+                until,
+                start_limit,
+                news: true,
+            } => log::log(
+                Priority::Warning,
+                &format!(
+                    "{} still {what}; the next restart comes in {}s at the earliest ({})",
+                    w.component,
+                    until.saturating_duration_since(now).as_secs(),
+                    if start_limit {
+                        "keeping a start of the unit's start limit spare"
+                    } else {
+                        "backing off"
+                    }
+                ),
+            ),
+            Guard::Held { .. } => {}
+            Guard::Restart => match self.mgr.restart_unit(unit) {
+                Ok(_) => {
+                    log::log(Priority::Warning, &format!("restarting {unit}: {what}"));
+                    if g.restarted(now) {
+                        let component = w.component;
+                        let message = format!(
+                            "{component} is above its memory limit after every restart: the limit is too low ({} = {}; it used {})",
+                            probe::KEY_MEMORY_RESTART,
+                            crate::table::bytes(g.limit()),
+                            crate::table::bytes(rss)
+                        );
+                        log::log(Priority::Crit, &message);
+                        self.raise_alert(unit, &message);
+                    }
+                }
+                Err(e) => log::log(
+                    Priority::Warning,
+                    &format!("cannot restart {unit} for its memory now: {e}"),
+                ),
+            },
+        }
+    }
+
+    /// Start the alert hook for `unit` (`imageserving-alert@UNIT.service`); where that is
+    /// refused, `message` stays a `crit` entry, which the journal's own forwarding picks up.
+    fn raise_alert(&self, unit: &str, message: &str) {
+        let alert = format!("imageserving-alert@{unit}.service");
+        if let Err(e) = self.mgr.start_unit(&alert) {
+            log::log(
+                Priority::Crit,
+                &format!("{message}; the alert hook {alert} cannot be started ({e}): is polkitd running?"),
+            );
         }
     }
 
     /// Act on what [`Health`] decided for component `i`: log, and restart it through systemd
-    /// when its failures (or readings over its memory limit) reach the limit and the
-    /// back-off allows.
-    fn apply(&mut self, i: usize, now: Instant, step: Step, reason: Reason) {
+    /// when its failures reach the limit and the back-off allows.
+    fn apply(&mut self, i: usize, now: Instant, step: Step) {
         let Some(w) = self.watched.get_mut(i) else {
             return;
         };
@@ -145,18 +219,10 @@ impl Supervisor {
             return;
         };
         let target = h.settings().target.clone();
-        let what = match reason {
-            Reason::Probe => format!(
-                "not answering on {target} ({})",
-                h.last_error().unwrap_or_default()
-            ),
-            Reason::Memory { rss, limit } => format!(
-                "using {} of memory (RSS), above its limit of {} ({})",
-                crate::table::bytes(rss),
-                crate::table::bytes(limit),
-                probe::KEY_MEMORY_RESTART
-            ),
-        };
+        let what = format!(
+            "not answering on {target} ({})",
+            h.last_error().unwrap_or_default()
+        );
         match step {
             Step::Quiet | Step::Starting => {}
             Step::BackingOff => {
@@ -203,18 +269,12 @@ impl Supervisor {
                             );
                             // The operator's alert hook, once per give-up. Where polkit is
                             // what refused (stopped, missing), it refuses that start too: the
-                            // alert is then this one `crit` entry, which the journal's own
-                            // forwarding and alerting pick up.
-                            let alert = format!("imageserving-alert@{unit}.service");
-                            if let Err(e2) = self.mgr.start_unit(&alert) {
-                                log::log(
-                                    Priority::Crit,
-                                    &format!(
-                                        "{} {what} and cannot be restarted ({e}); the alert hook {alert} cannot be started either ({e2}): is polkitd running?",
-                                        w.component
-                                    ),
-                                );
-                            }
+                            // alert is then the one `crit` entry raise_alert writes.
+                            let component = w.component;
+                            self.raise_alert(
+                                unit,
+                                &format!("{component} {what} and cannot be restarted ({e})"),
+                            );
                         }
                     }
                 }
@@ -223,10 +283,21 @@ impl Supervisor {
     }
 
     pub(super) fn summary(&self) -> String {
+        let too_low: String = self
+            .watched
+            .iter()
+            .filter(|w| w.memory.as_ref().is_some_and(MemoryGuard::too_low))
+            .map(|w| {
+                format!(
+                    "; {} is above its memory limit after every restart (limit too low)",
+                    w.component
+                )
+            })
+            .collect();
         let serving = self.watched.iter().filter(|w| w.serving()).count();
         let total = self.watched.len();
         if serving == total {
-            return format!("{serving}/{total} components serving");
+            return format!("{serving}/{total} components serving{too_low}");
         }
         let problems: Vec<String> = self
             .watched
@@ -235,7 +306,7 @@ impl Supervisor {
             .map(Watched::problem)
             .collect();
         format!(
-            "{serving}/{total} components serving; {}",
+            "{serving}/{total} components serving; {}{too_low}",
             problems.join(", ")
         )
     }

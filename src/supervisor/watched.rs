@@ -3,6 +3,7 @@
 use zbus::zvariant::OwnedObjectPath;
 
 use super::health::Health;
+use super::memory::MemoryGuard;
 use crate::component::Component;
 use crate::probe::ProbeSettings;
 use crate::systemd::ActiveState;
@@ -19,8 +20,8 @@ pub(super) struct Watched {
     pub(super) job_id: u32,
     /// `None` for a component without a probe: it serves when its unit is active.
     pub(super) health: Option<Health>,
-    /// `IMAGESERVING_MEMORY_RESTART`, in bytes.
-    pub(super) memory_limit: Option<u64>,
+    /// Its memory guard, when `IMAGESERVING_MEMORY_RESTART` is set (with or without a probe).
+    pub(super) memory: Option<MemoryGuard>,
 }
 
 impl Watched {

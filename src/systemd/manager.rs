@@ -422,6 +422,35 @@ impl Manager {
         Ok(ServiceState::from_values(values))
     }
 
+    /// The unit's start rate limit: `StartLimitBurst=` and `StartLimitIntervalSec=` (µs; 0
+    /// when off).
+    pub fn start_limit(&self, path: &str) -> Result<(u32, u64), SystemdError> {
+        let values = self.get_many(&[
+            PropertyRequest {
+                path,
+                interface: PropertyInterface::Unit,
+                name: "StartLimitBurst",
+            },
+            PropertyRequest {
+                path,
+                interface: PropertyInterface::Unit,
+                name: "StartLimitIntervalUSec",
+            },
+        ])?;
+        let mut v = values.into_iter();
+        let burst = v
+            .next()
+            .flatten()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(5);
+        let interval = v
+            .next()
+            .flatten()
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(10_000_000);
+        Ok((burst, interval))
+    }
+
     /// The unit's `Environment=` assignments (`KEY=VALUE`), drop-ins applied.
     pub fn unit_environment(&self, path: &str) -> Result<Vec<String>, SystemdError> {
         let values = self.get_many(&[PropertyRequest {

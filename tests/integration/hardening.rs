@@ -9,10 +9,10 @@ use crate::harness::run_with_timeout;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Exposure × 10, as `--threshold=` takes it. The supervisor needs little; the components
-/// run a JVM (no MemoryDenyWriteExecute=) and the vendor's own account; the alert hook keeps
-/// what a setuid sendmail needs (the capabilities to switch accounts, /var writable).
+/// run a JVM (no MemoryDenyWriteExecute=) and the vendor's own account; the alert hook
+/// submits mail over SMTP, so its sandbox is closed (1.4 measured; the bar was 3.0).
 const THRESHOLDS: [(&str, u32); 6] = [
-    ("imageserving-alert@imageserving-svg.service.service", 65),
+    ("imageserving-alert@imageserving-svg.service.service", 20),
     ("imageserving-supervisor.service", 20),
     ("imageserving-metrics@scrape.service", 20),
     ("imageserving-platform.service", 22),

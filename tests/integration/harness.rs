@@ -290,7 +290,7 @@ impl Sandbox {
             "[Service]\nPrivateTmp=no\nReadWritePaths=-{}\nProtectKernelTunables=no\nProtectKernelLogs=no\n",
             self.root.display()
         );
-        for unit in imageserving::component::stack_units() {
+        for unit in imageserving::component::stack_units().chain(["imageserving-alert@.service"]) {
             self.dropin(unit, "40-sandbox-paths", &paths);
         }
         // Every alert the hook sends is one line in `alerts.log` ([`Sandbox::alerts`]); a

@@ -475,8 +475,9 @@ fn a_restarted_supervisor_takes_a_hung_component_for_hung_not_starting() {
 }
 
 /// IMAGESERVING_MEMORY_RESTART: a component whose unit's RSS stays above its limit is
-/// restarted gracefully, then not again before the back-off (10 s) is over; one below its
-/// limit never is. `status` and the metrics show the limit beside the memory.
+/// restarted gracefully once its start grace is over, then not again before the back-off
+/// (10 s) is over; one below its limit never is. `status` and the metrics show the limit
+/// beside the memory.
 #[test]
 fn a_component_over_its_memory_limit_is_restarted_once_per_back_off_window() {
     let sb = Sandbox::with(
@@ -484,11 +485,11 @@ fn a_component_over_its_memory_limit_is_restarted_once_per_back_off_window() {
             .arg(Component::Svg, "--hold-mib 48")
             .service(
                 Component::Svg,
-                "Environment=IMAGESERVING_MEMORY_RESTART=16M IMAGESERVING_PROBE_FAILURES=2",
+                "Environment=IMAGESERVING_MEMORY_RESTART=16M IMAGESERVING_PROBE_FAILURES=2 IMAGESERVING_PROBE_START_GRACE_SEC=1",
             )
             .service(
                 Component::Image,
-                "Environment=IMAGESERVING_MEMORY_RESTART=1G IMAGESERVING_PROBE_FAILURES=2",
+                "Environment=IMAGESERVING_MEMORY_RESTART=1G IMAGESERVING_PROBE_FAILURES=2 IMAGESERVING_PROBE_START_GRACE_SEC=1",
             ),
     );
     sb.run(&["start"]).code(0);
@@ -517,6 +518,49 @@ fn a_component_over_its_memory_limit_is_restarted_once_per_back_off_window() {
         is,
         "is (below its limit) was restarted"
     );
+    assert_eq!(sb.state(SUPERVISOR).restarts, 0);
+}
+
+/// Regression: an always-too-big component was restarted every 10–15 s (each passing probe
+/// reset the back-off) until systemd's start limit took it down for good after about 65 s;
+/// and a component without a probe was never restarted at all. Now, with no probe: restarts
+/// back off (10 s, then 20 s), the unit's start limit (5 in 120 s) keeps a start spare, the
+/// unit never fails, and after three restarts without relief one alert says the limit is
+/// too low.
+#[test]
+fn the_memory_guard_backs_off_keeps_the_start_limit_and_says_once_the_limit_is_too_low() {
+    let sb = Sandbox::with(Options::default().arg(Component::Svg, "--hold-mib 32").service(
+        Component::Svg,
+        "Environment=IMAGESERVING_PROBE= IMAGESERVING_MEMORY_RESTART=8M IMAGESERVING_PROBE_FAILURES=2 IMAGESERVING_PROBE_START_GRACE_SEC=1",
+    ));
+    sb.run(&["start"]).code(0);
+    let mut pids = vec![sb.main_pid(Component::Svg)];
+    let t = Instant::now();
+    let mut restarted_at = Vec::new();
+    while t.elapsed() < Duration::from_secs(50) {
+        let s = sb.state(Component::Svg.unit());
+        assert_ne!(s.active_state, ActiveState::Failed, "{}", s.summary());
+        if s.main_pid != 0 && pids.last() != Some(&s.main_pid) {
+            pids.push(s.main_pid);
+            restarted_at.push(t.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Three restarts: about 2 s, 12 s and 32 s in; the fourth is held for the start limit.
+    assert_eq!(restarted_at.len(), 3, "restarts at {restarted_at:?} s");
+    let gaps: Vec<f64> = restarted_at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.first().is_some_and(|g| *g >= 9.5) && gaps.get(1).is_some_and(|g| *g >= 19.5),
+        "gaps {gaps:?} s: the back-off does not double"
+    );
+    eventually(Duration::from_secs(10), "one alert", || sb.alerts() == 1);
+    let status = sb.state(SUPERVISOR).status_text;
+    assert!(
+        status.contains("svg is above its memory limit after every restart (limit too low)"),
+        "{status}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sb.alerts(), 1, "{}", sb.alert_log());
     assert_eq!(sb.state(SUPERVISOR).restarts, 0);
 }
 
