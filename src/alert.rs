@@ -178,6 +178,17 @@ fn gather(scope: Scope, unit: &str, name: &str) -> Result<Option<Alert>, Error> 
     let state = mgr.service_state(path.as_str())?;
     let host = crate::procinfo::hostname();
     let title = Component::from_unit(unit).map_or("Server Supervisor", Component::title);
+    // `OnFailure=` passes the failed run's result (`MONITOR_SERVICE_RESULT`,
+    // systemd.unit(5)); the supervisor's own alerts (a restart refused, a memory limit too
+    // low) come without it.
+    let on_failure = std::env::var_os("MONITOR_SERVICE_RESULT").is_some();
+    if on_failure && state.active_state != ActiveState::Failed {
+        crate::output::err(&format!(
+            "<5>{unit} failed for a moment but is {} now (a restart or a start took it up): no alert\n",
+            state.summary()
+        ));
+        return Ok(None);
+    }
     let summary = if state.active_state == ActiveState::Failed {
         if !state.gave_up() {
             crate::output::err(&format!(

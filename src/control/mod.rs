@@ -229,10 +229,11 @@ impl Stack {
         progress: &mut Progress,
     ) -> Result<(), Error> {
         self.startable(|_| true)?;
+        let began = std::time::Instant::now();
         let wait = self.listen(&self.services)?;
         self.reset_failed(&self.all_names())?;
         let job = enqueue(&self.mgr, TARGET)?;
-        self.wait_ready(&wait, &job, verb, progress)
+        self.wait_ready(&wait, &job, (verb, began), progress)
     }
 
     /// Restart one component only; the others keep their processes.
@@ -242,6 +243,7 @@ impl Stack {
         progress: &mut Progress,
     ) -> Result<Outcome, Error> {
         self.startable(|unit| unit == component.unit())?;
+        let began = std::time::Instant::now();
         let unit = self.unit_of(component)?;
         let wait = self.listen(std::slice::from_ref(unit))?;
         self.reset_failed(&[unit.name])?;
@@ -256,7 +258,12 @@ impl Stack {
         let state = self.mgr.service_state(unit.path.as_str())?;
         // A unit that Restart= brings back is waited for as one that came up at once.
         if state.active_state == ActiveState::Active || state.will_retry() {
-            self.wait_serving(std::slice::from_ref(unit), "Restarting", None, progress)?;
+            self.wait_serving(
+                std::slice::from_ref(unit),
+                ("Restarting", began),
+                None,
+                progress,
+            )?;
             let state = self.mgr.service_state(unit.path.as_str())?;
             return Ok(Outcome::ComponentRestarted(component, state.main_pid));
         }
@@ -279,7 +286,7 @@ impl Stack {
         &self,
         wait: &JobWait<'_>,
         job: &OwnedObjectPath,
-        verb: &str,
+        (verb, began): (&str, std::time::Instant),
         progress: &mut Progress,
     ) -> Result<(), Error> {
         let watched = &self.services;
@@ -342,7 +349,7 @@ impl Stack {
             }
             None => None,
         };
-        self.wait_serving(&components, verb, ceiling, progress)
+        self.wait_serving(&components, (verb, began), ceiling, progress)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use imageserving::component::{Component, SUPERVISOR};
 use imageserving::systemd::ActiveState;
 
-use crate::harness::{eventually, is_alive, signal, Options, Run, Sandbox};
+use crate::harness::{eventually, is_alive, signal, Options, Run, Sandbox, STANDIN};
 
 /// The component put in a state.
 const SUBJECT: Component = Component::Svg;
@@ -43,6 +43,10 @@ pub enum State {
     Masked,
     /// Its unit file was removed while it runs (`not-found`, active).
     FileRemoved,
+    /// Running, but it never answers: a Tomcat whose connector could not bind its port keeps
+    /// running exactly like this (the stand-in with `--stay-on-bind-error`, its port held by
+    /// a listener that never answers).
+    NeverAnswers,
 }
 
 /// What comes next.
@@ -121,6 +125,9 @@ struct Expect {
     others: Others,
     /// Whether the supervisor runs afterwards (same PID unless the event restarts it).
     supervisor_up: bool,
+    /// How many alerts the event leads to, at least and at most: none for anything an
+    /// operator does, one per give-up of systemd's.
+    alerts: (usize, usize),
 }
 
 /// The table. Where a state makes no difference the arms say so with `_`.
@@ -135,16 +142,29 @@ fn expect(state: State, event: Event) -> Expect {
         // Refused before anything changes: exit 5 naming the unit.
         S::Masked => (5, Subject::Down),
         S::FileRemoved => (5, Subject::Running),
+        // It runs and never answers: the command fails naming it once its start grace and
+        // probe failures are over; the supervisor goes on restarting it.
+        S::NeverAnswers => (1, Subject::Running),
     };
     // The subject as the event finds it and leaves it when nothing starts or stops it.
     let left_alone = match state {
         S::Serving | S::Activating | S::Hung => Subject::Serving,
         S::Stopped | S::Masked | S::Failed => Subject::Down,
         S::CrashLooping => Subject::Any,
-        S::FileRemoved => Subject::Running,
+        S::FileRemoved | S::NeverAnswers => Subject::Running,
+    };
+    // Alerts: a start of a component whose program still crashes ends in one give-up; a
+    // crash loop ends in one whatever comes (it may come before or after the event, and a
+    // start may add the next); nothing else raises one.
+    let gives_up =
+        matches!(event, E::Start | E::Restart | E::RestartThis) && matches!(state, S::Failed);
+    let alerts = match state {
+        S::CrashLooping => (0, 2),
+        _ if gives_up => (1, 1),
+        _ => (0, 0),
     };
     let not_running: &'static [i32] = match state {
-        S::Serving | S::Hung | S::FileRemoved => &[0],
+        S::Serving | S::Hung | S::FileRemoved | S::NeverAnswers => &[0],
         S::Activating | S::Stopped | S::Failed | S::Masked => &[3],
         // Between two crashes it is active for a moment.
         S::CrashLooping => &[0, 3],
@@ -163,6 +183,7 @@ fn expect(state: State, event: Event) -> Expect {
         subject,
         others,
         supervisor_up: true,
+        alerts,
     };
     match event {
         E::Start => up(code(started.0), started.1, Others::Kept),
@@ -171,6 +192,7 @@ fn expect(state: State, event: Event) -> Expect {
             subject: Subject::Down,
             others: Others::Stopped,
             supervisor_up: false,
+            alerts,
         },
         E::Restart if refused => up(code(started.0), started.1, Others::Kept),
         E::Restart => up(code(started.0), started.1, Others::Replaced),
@@ -214,8 +236,9 @@ fn subject_state(sb: &Sandbox) -> imageserving::systemd::ServiceState {
     sb.state(SUBJECT.unit())
 }
 
-/// Bring the subject into `state` on a started stack.
-fn enter(sb: &Sandbox, state: State) {
+/// Bring the subject into `state` on a started stack; what must live as long as the row
+/// (the listener that holds a port) is returned.
+fn enter(sb: &Sandbox, state: State) -> Option<std::net::TcpListener> {
     let m = sb.manager();
     match state {
         State::Serving => {}
@@ -255,6 +278,10 @@ fn enter(sb: &Sandbox, state: State) {
             eventually(Duration::from_secs(20), "svg given up", || {
                 subject_state(sb).gave_up()
             });
+            // Its alert belongs to this state, not to the event that comes next.
+            eventually(Duration::from_secs(10), "the give-up's alert", || {
+                sb.alerts() == 1
+            });
         }
         State::CrashLooping => {
             crash_dropin(sb, "600ms");
@@ -264,6 +291,30 @@ fn enter(sb: &Sandbox, state: State) {
             });
         }
         State::Hung => signal(sb.main_pid(SUBJECT), "USR1"),
+        State::NeverAnswers => {
+            // Its port is held by a listener that accepts and never answers (another
+            // process bound it first), and the server runs on without serving.
+            sb.dropin(
+                SUBJECT.unit(),
+                "70-never",
+                &format!(
+                    "[Service]\nExecStart=\nExecStart={STANDIN} --port {} --path / --stay-on-bind-error --term-exit 143\n",
+                    sb.port(SUBJECT)
+                ),
+            );
+            sb.reload();
+            m.stop_unit(SUBJECT.unit()).expect("stop");
+            eventually(Duration::from_secs(10), "svg stopped", || {
+                subject_state(sb).active_state == ActiveState::Inactive
+            });
+            let holder = std::net::TcpListener::bind(("127.0.0.1", sb.port(SUBJECT)))
+                .expect("hold svg's port");
+            m.start_unit(SUBJECT.unit()).expect("start");
+            eventually(Duration::from_secs(10), "svg running", || {
+                subject_state(sb).active_state == ActiveState::Active
+            });
+            return Some(holder);
+        }
         State::FileRemoved => {
             sb.remove_unit_file(SUBJECT.unit());
             let s = sb
@@ -277,6 +328,7 @@ fn enter(sb: &Sandbox, state: State) {
             );
         }
     }
+    None
 }
 
 /// Do `event`; the command's result when it is one.
@@ -336,9 +388,10 @@ fn run_row(state: State, event: Event) -> Result<(), String> {
     let want = expect(state, event);
     let sb = Sandbox::with(options());
     sb.run(&["start"]).code(0);
-    enter(&sb, state);
+    let _holder = enter(&sb, state);
     let before = sb.component_pids();
     let supervisor = sb.state(SUPERVISOR);
+    let alerts_before = sb.alerts();
     let ran = fire(&sb, event);
     let mut problems = Vec::new();
     if let Some(run) = &ran {
@@ -366,6 +419,7 @@ fn run_row(state: State, event: Event) -> Result<(), String> {
     if let (Some(run), Event::StatusAll | Event::StatusThis) = (&ran, event) {
         check_status_output(state, run, &mut problems);
     }
+    check_alerts(&sb, alerts_before, want.alerts, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -509,6 +563,28 @@ fn check_subject(sb: &Sandbox, state: State, want: Subject, problems: &mut Vec<S
     }
 }
 
+/// The alerts the event led to: within `(least, most)`, counted after the hook has had
+/// the time to run.
+fn check_alerts(
+    sb: &Sandbox,
+    before: usize,
+    (least, most): (usize, usize),
+    problems: &mut Vec<String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sb.alerts().saturating_sub(before) < least && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = sb.alerts().saturating_sub(before);
+    if sent < least || sent > most {
+        problems.push(format!(
+            "{sent} alerts (expected {least} to {most}):\n{}",
+            sb.alert_log()
+        ));
+    }
+}
+
 fn check_status_output(state: State, run: &Run, problems: &mut Vec<String>) {
     if run.stdout.contains("Server Supervisor is not running") {
         problems.push(format!(
@@ -608,4 +684,5 @@ states! {
     from_hung => State::Hung,
     from_masked => State::Masked,
     from_file_removed => State::FileRemoved,
+    from_never_answering => State::NeverAnswers,
 }
