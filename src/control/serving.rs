@@ -11,6 +11,17 @@ use crate::progress::Progress;
 /// How often a component that is active but not yet answering is probed again.
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
+/// One component waited for: its probe, its last probe error, and its own allowance.
+struct Awaited<'a> {
+    unit: &'a StackUnit,
+    probe: ProbeSettings,
+    why: String,
+    /// When its allowance ends.
+    deadline: Instant,
+    /// How long the allowance is, and the setting that set it.
+    allowance: (Duration, &'static str),
+}
+
 impl Stack {
     /// Wait until each unit's health probe passes (units without a probe pass once active).
     /// Probes are polled: a port opening sends no signal. A unit that fails meanwhile ends
@@ -39,28 +50,29 @@ impl Stack {
                 .and_then(|age| now.checked_sub(age))
                 .filter(|started| *started >= began)
                 .unwrap_or(now);
-            let mut deadline = (
-                from + settings.serve_deadline(),
-                settings.serve_deadline(),
-                probe::KEY_START_GRACE,
-            );
-            if let Some(c) = ceiling {
-                if began + c < deadline.0 {
-                    deadline = (began + c, c, probe::KEY_START_TIMEOUT);
-                }
-            }
-            pending.push((unit, settings, String::new(), deadline));
+            let own = settings.serve_deadline();
+            let (deadline, allowance) = match ceiling {
+                Some(c) if began + c < from + own => (began + c, (c, probe::KEY_START_TIMEOUT)),
+                _ => (from + own, (own, probe::KEY_START_GRACE)),
+            };
+            pending.push(Awaited {
+                unit,
+                probe: settings,
+                why: String::new(),
+                deadline,
+                allowance,
+            });
         }
         loop {
             let probes: Vec<_> = pending
                 .iter()
-                .map(|(_, p, _, _)| (p.target.clone(), p.timeout))
+                .map(|a| (a.probe.target.clone(), a.probe.timeout))
                 .collect();
             let mut outcomes = probe::check_all(&probes).into_iter();
-            pending.retain_mut(|(_, _, why, _)| match outcomes.next() {
+            pending.retain_mut(|a| match outcomes.next() {
                 Some(Ok(())) => false,
                 Some(Err(e)) => {
-                    *why = e;
+                    a.why = e;
                     true
                 }
                 None => true,
@@ -72,26 +84,22 @@ impl Stack {
             // Each is judged by its own allowance: the first that has had it all ends the
             // wait, naming every one that has, with its probe's last error.
             let now = Instant::now();
-            let overdue: Vec<&(&StackUnit, ProbeSettings, String, (Instant, Duration, &str))> =
-                pending
-                    .iter()
-                    .filter(|(_, _, _, (d, _, _))| now >= *d)
-                    .collect();
-            if let Some((_, _, _, (_, after, limit))) = overdue.first() {
+            let overdue: Vec<&Awaited> = pending.iter().filter(|a| now >= a.deadline).collect();
+            if let Some(first) = overdue.first() {
                 let waiting: Vec<String> = overdue
                     .iter()
-                    .map(|(u, p, why, _)| format!("{} on {} ({why})", u.label(), p.target))
+                    .map(|a| format!("{} on {} ({})", a.unit.label(), a.probe.target, a.why))
                     .collect();
                 return Err(Error::ServeTimeout {
                     waiting: waiting.join(", "),
                     several: waiting.len() > 1,
-                    after: *after,
-                    limit,
+                    after: first.allowance.0,
+                    limit: first.allowance.1,
                 });
             }
-            let labels: Vec<String> = pending.iter().map(|(u, _, _, _)| u.label()).collect();
+            let labels: Vec<String> = pending.iter().map(|a| a.unit.label()).collect();
             progress.show(&format!("waiting for {} to answer", labels.join(", ")));
-            for (unit, _, _, _) in &pending {
+            for Awaited { unit, .. } in &pending {
                 let state = self.mgr.service_state(unit.path.as_str())?;
                 if state.has_failed() {
                     return Err(unit.failure(&state));
