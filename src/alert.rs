@@ -178,13 +178,17 @@ fn gather(scope: Scope, unit: &str, name: &str) -> Result<Option<Alert>, Error> 
     let state = mgr.service_state(path.as_str())?;
     let host = crate::procinfo::hostname();
     let title = Component::from_unit(unit).map_or("Server Supervisor", Component::title);
-    // `OnFailure=` passes the failed run's result (`MONITOR_SERVICE_RESULT`,
-    // systemd.unit(5)); the supervisor's own alerts (a restart refused, a memory limit too
-    // low) come without it.
-    let on_failure = std::env::var_os("MONITOR_SERVICE_RESULT").is_some();
-    if on_failure && state.active_state != ActiveState::Failed {
+    // Not failed: the supervisor's alert (its `STATUS=` says what it cannot fix), or a
+    // failure `OnFailure=` reported that is over (a restart job took the unit up again).
+    let says = mgr
+        .load_unit(SUPERVISOR)
+        .and_then(|p| mgr.service_state(p.as_str()))
+        .map(|s| s.status_text)
+        .unwrap_or_default();
+    if state.active_state != ActiveState::Failed && !crate::supervisor::needs_attention(&says, name)
+    {
         crate::output::err(&format!(
-            "<5>{unit} failed for a moment but is {} now (a restart or a start took it up): no alert\n",
+            "<5>{unit} is {} and the Server Supervisor reports nothing wrong with it (a failure that is over): no alert\n",
             state.summary()
         ));
         return Ok(None);
@@ -204,14 +208,8 @@ fn gather(scope: Scope, unit: &str, name: &str) -> Result<Option<Alert>, Error> 
     } else {
         // Started by the supervisor: a restart it could not make, or a memory limit that no
         // restart relieves. Its STATUS= says which.
-        let says = mgr
-            .load_unit(SUPERVISOR)
-            .and_then(|p| mgr.service_state(p.as_str()))
-            .map(|s| s.status_text)
-            .unwrap_or_default();
         format!(
-            "Image Serving on {host}: {title} ({name}, {unit}) needs attention the Server Supervisor cannot give it{}; see '{}'",
-            if says.is_empty() { String::new() } else { format!(" (it says: {says})") },
+            "Image Serving on {host}: {title} ({name}, {unit}) needs attention the Server Supervisor cannot give it (it says: {says}); see '{}'",
             journal::hint(scope, SUPERVISOR)
         )
     };

@@ -17,6 +17,8 @@ mod health;
 mod log;
 mod memory;
 mod monitor;
+
+pub use monitor::needs_attention;
 mod served;
 mod start;
 mod watched;

@@ -9,11 +9,25 @@ use super::health::{Health, Step};
 use super::log::{self, Priority};
 use super::memory::{Guard, MemoryGuard};
 use super::watched::Watched;
+use super::watched::RESTART_REFUSED;
 use super::{notify, Msg, Supervisor};
 use crate::error::Error;
 use crate::probe;
 use crate::procinfo::Sample;
 use crate::systemd::ActiveState;
+
+/// What `STATUS=` says after a component's name when its memory stays above its limit
+/// after every restart.
+pub const MEMORY_TOO_LOW: &str = "is above its memory limit after every restart (limit too low)";
+
+/// Whether the supervisor's `STATUS=` text says that component `name` needs an operator: a
+/// restart it was refused, or a memory limit no restart relieves. The alert hook asks this
+/// of a unit that is not failed.
+pub fn needs_attention(status: &str, name: &str) -> bool {
+    [MEMORY_TOO_LOW, RESTART_REFUSED]
+        .iter()
+        .any(|what| status.contains(&format!("{name} {what}")))
+}
 
 impl Supervisor {
     /// Phase 2: probe periodically, restart what stops serving, summarise in STATUS=.
@@ -199,7 +213,11 @@ impl Supervisor {
 
     /// Start the alert hook for `unit` (`imageserving-alert@UNIT.service`); where that is
     /// refused, `message` stays a `crit` entry, which the journal's own forwarding picks up.
-    fn raise_alert(&self, unit: &str, message: &str) {
+    /// `STATUS=` says what is wrong first: the hook reads it to tell the supervisor's alert
+    /// from a failure that `OnFailure=` reported and that is over ([`needs_attention`]).
+    fn raise_alert(&mut self, unit: &str, message: &str) {
+        let summary = self.summary();
+        self.set_status(summary);
         let alert = format!("imageserving-alert@{unit}.service");
         if let Err(e) = self.mgr.start_unit(&alert) {
             log::log(
@@ -287,12 +305,7 @@ impl Supervisor {
             .watched
             .iter()
             .filter(|w| w.memory.as_ref().is_some_and(MemoryGuard::too_low))
-            .map(|w| {
-                format!(
-                    "; {} is above its memory limit after every restart (limit too low)",
-                    w.component
-                )
-            })
+            .map(|w| format!("; {} {MEMORY_TOO_LOW}", w.component))
             .collect();
         let serving = self.watched.iter().filter(|w| w.serving()).count();
         let total = self.watched.len();

@@ -8,6 +8,10 @@ use crate::component::Component;
 use crate::probe::ProbeSettings;
 use crate::systemd::ActiveState;
 
+/// What `STATUS=` says after a component's name when systemd refused the supervisor a
+/// restart of it.
+pub const RESTART_REFUSED: &str = "given up (restart refused)";
+
 /// One watched component: what systemd says of its unit, and (when it has a probe) what
 /// its probes say ([`Health`], where the decisions are made).
 pub(super) struct Watched {
@@ -57,7 +61,7 @@ impl Watched {
                 self.component
             )
         } else if self.health.as_ref().is_some_and(Health::refused) {
-            format!("{} given up (restart refused)", self.component)
+            format!("{} {RESTART_REFUSED}", self.component)
         } else {
             self.describe_wait()
         }

@@ -185,6 +185,7 @@ fn alert_mail(layout: Layout) {
           install -d -o imageserving-alert /var/lib/alert-test && \
           printf '%s\\n' '[Service]' \
               'Environment=\"IMAGESERVING_ALERT_COMMAND=env >/var/lib/alert-test/env; tee /var/lib/alert-test/stdin | curl -fsS -m 10 --data-binary @- http://127.0.0.1:8099/hook\"' \
+              'ReadWritePaths=/var/lib/alert-test' \
               >/etc/systemd/system/imageserving-alert@.service.d/51-command.conf && \
           systemctl daemon-reload",
     )

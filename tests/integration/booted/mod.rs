@@ -22,6 +22,7 @@ mod package;
 mod readme;
 mod rootless;
 mod states;
+mod tomcat;
 mod upgrade;
 mod user_manager;
 
