@@ -54,6 +54,10 @@ struct Args {
     /// (Tomcat) exits with, which its units list in `SuccessExitStatus=`.
     #[arg(long, value_name = "STATUS")]
     term_exit: Option<i32>,
+    /// With --term-exit: seconds between SIGTERM and the exit (a server finishing its
+    /// requests).
+    #[arg(long, default_value_t = 0.0)]
+    stop_delay: f64,
     /// When the port cannot be bound, keep running without serving (as a Tomcat whose
     /// connector could not bind does) instead of exiting 1.
     #[arg(long)]
@@ -99,6 +103,7 @@ fn main() {
     }
     let exit_if_terminated = || {
         if terminated.load(Ordering::SeqCst) {
+            std::thread::sleep(secs(args.stop_delay));
             std::process::exit(args.term_exit.unwrap_or(143));
         }
     };

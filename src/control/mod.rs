@@ -313,7 +313,9 @@ impl Stack {
             if state.active_state != ActiveState::Active
                 && !(state.will_retry() && unit.component.is_some())
             {
-                if state.has_failed() || unit.component.is_none() {
+                // Failed is a failure; down and not failed (the supervisor included) is
+                // another command's stop, and the message says so.
+                if state.has_failed() {
                     return Err(unit.failure(&state));
                 }
                 return Err(Error::StoppedMeanwhile {

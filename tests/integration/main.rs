@@ -12,6 +12,7 @@ mod alerts;
 mod bench;
 mod booted;
 mod collection;
+mod concurrent;
 mod control;
 mod faults;
 mod fleet;
