@@ -21,6 +21,7 @@ mod harness;
 mod matrix;
 mod metrics;
 mod output;
+mod sequences;
 mod status;
 mod supervisor;
 mod terminal;
