@@ -15,6 +15,9 @@ cp target/release/ImageServing target/release/examples/dbus_floor target/bench/
 export IMAGESERVING_BENCH_CLI="$PWD/target/bench/ImageServing"
 export IMAGESERVING_BENCH_FLOOR="$PWD/target/bench/dbus_floor"
 cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 bench::bench
+# Months of uptime, compressed: probes every 0.1 s and 10,000 scrapes; the supervisor's RSS,
+# descriptors, threads and log lines must stay flat (IMAGESERVING_SOAK_SECONDS, 600 by default).
+cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 uptime::
 # The fleet rows: status over 1, 10 and 50 ssh hosts, with and without connection reuse
 # (needs the packages: packaging/build-packages.sh).
 packaging/build-packages.sh >/dev/null

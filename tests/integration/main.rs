@@ -25,3 +25,4 @@ mod sequences;
 mod status;
 mod supervisor;
 mod terminal;
+mod uptime;
