@@ -9,7 +9,17 @@ use imageserving::component::{Component, SUPERVISOR};
 
 use super::machine::{Layout, Machine, IN};
 use super::package::installed;
-use super::{in_both_layouts, on_every_image};
+use super::tomcat::tomcat_box;
+use super::{in_both_layouts, in_layouts, on_every_image};
+
+/// What runs as ps and svg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Servers {
+    /// The stand-ins, at the paths the units name.
+    StandIns,
+    /// Real Tomcat JVMs (`booted/tomcat.rs`).
+    Tomcat,
+}
 
 /// The states a package upgrade is tried from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +54,26 @@ fn subject(state: State) -> Component {
 
 const SVG_PROGRAM: &str = "/usr/local/scene7/ImageServing/bin/SvgServer";
 
-fn enter(m: &Machine, state: State) {
+/// Where a Tomcat is broken for the Failed state: a JRE that does not exist, so
+/// `catalina.sh` exits 1 at once (a missing JAVA_HOME, as on a half-installed host).
+const BROKEN_TOMCAT: &str = "/etc/systemd/system/imageserving-svg.service.d/80-broken.conf";
+
+fn enter(m: &Machine, state: State, servers: Servers) {
     let unit = subject(state).unit();
     match state {
+        State::Failed if servers == Servers::Tomcat => {
+            m.sh(&format!(
+                "printf '[Service]\\nEnvironment=JRE_HOME=/nonexistent\\n' >{BROKEN_TOMCAT} && systemctl daemon-reload && systemctl restart {unit}; true"
+            ))
+            .code(0);
+            m.eventually(Duration::from_secs(90), "svg given up", || {
+                m.prop(unit, "ActiveState") == "failed"
+            });
+        }
+        // A JVM has its own use for SIGUSR1: a stopped process is hung for any server.
+        State::Hung if servers == Servers::Tomcat => {
+            m.sh(&format!("kill -STOP {}", m.main_pid(unit))).code(0);
+        }
         State::Serving => {}
         State::Stopped => {
             m.sh(&format!("systemctl stop {unit}")).code(0);
@@ -71,9 +98,13 @@ fn enter(m: &Machine, state: State) {
 }
 
 /// Back to a serving stack, as an operator would.
-fn leave(m: &Machine, state: State) {
+fn leave(m: &Machine, state: State, servers: Servers) {
     let unit = subject(state).unit();
     match state {
+        State::Failed if servers == Servers::Tomcat => {
+            m.sh(&format!("rm {BROKEN_TOMCAT} && systemctl daemon-reload"))
+                .code(0);
+        }
         State::Masked => {
             m.sh(&format!("systemctl unmask {unit}")).code(0);
         }
@@ -82,7 +113,8 @@ fn leave(m: &Machine, state: State) {
         }
         _ => {}
     }
-    m.sh("ImageServing start").code(0);
+    m.sh_timeout("ImageServing start", Duration::from_secs(180))
+        .code(0);
 }
 
 fn others(m: &Machine, state: State) -> Vec<(Component, u32)> {
@@ -97,13 +129,22 @@ fn others(m: &Machine, state: State) -> Vec<(Component, u32)> {
 /// (which comes up, once), keeps the other components' processes and leaves the subject as
 /// the operator left it (a hung one is restarted, as it would have been anyway).
 fn upgrade_from_every_state(layout: Layout) {
-    let m = installed(layout);
-    m.sh("ImageServing start").code(0);
+    upgrade_from_every_state_on(&installed(layout), layout, Servers::StandIns);
+}
+
+/// The same with ps and svg real Tomcat JVMs.
+fn upgrade_from_every_state_with_tomcat(layout: Layout) {
+    upgrade_from_every_state_on(&tomcat_box(layout), layout, Servers::Tomcat);
+}
+
+fn upgrade_from_every_state_on(m: &Machine, layout: Layout, servers: Servers) {
+    m.sh_timeout("ImageServing start", Duration::from_secs(180))
+        .code(0);
     let mut revision = 2;
     for state in STATES {
-        enter(&m, state);
+        enter(m, state, servers);
         let unit = subject(state).unit();
-        let before = others(&m, state);
+        let before = others(m, state);
         let subject_pid = m.main_pid(unit);
         let supervisor = m.main_pid(SUPERVISOR);
         let t = Instant::now();
@@ -113,7 +154,7 @@ fn upgrade_from_every_state(layout: Layout) {
         )
         .code(0);
         let took = t.elapsed();
-        eprintln!("[{layout:?}] upgrade with {unit} {state:?}: {took:?}");
+        eprintln!("[{layout:?}, {servers:?}] upgrade with {unit} {state:?}: {took:?}");
         assert!(
             took < Duration::from_secs(30),
             "[{state:?}] the upgrade took {took:?}"
@@ -132,7 +173,7 @@ fn upgrade_from_every_state(layout: Layout) {
             "[{state:?}] supervisor looped"
         );
         assert_eq!(
-            others(&m, state),
+            others(m, state),
             before,
             "[{state:?}] another component restarted"
         );
@@ -170,13 +211,18 @@ fn upgrade_from_every_state(layout: Layout) {
                 );
             }
         }
-        leave(&m, state);
+        leave(m, state, servers);
         revision = 3 - revision;
     }
 }
 on_every_image!(
     upgrade_from_every_state_ends_in_seconds,
     upgrade_from_every_state
+);
+in_layouts!(
+    upgrade_from_every_state_with_real_tomcat,
+    upgrade_from_every_state_with_tomcat,
+    unified => Unified
 );
 
 /// The system bus restarted six times, 4 s apart (the start limit is 5 in 5 minutes): the

@@ -21,7 +21,7 @@ const SVG: &str = "imageserving-svg.service";
 const ALERTS: &str = "/var/lib/alert-test/alerts";
 
 /// Build 1 installed, ps and svg real Tomcats, every alert counted.
-fn tomcat_box(layout: Layout) -> Machine {
+pub fn tomcat_box(layout: Layout) -> Machine {
     let m = installed(layout);
     for (name, port, unit) in [("platform", 8080, PS), ("svg", 27346, SVG)] {
         m.sh(&format!(
