@@ -73,7 +73,8 @@ fn none_failed(m: &Machine, after: &str) {
 /// Routine work on real JVMs raises no alert and leaves no unit failed; an upgrade under a
 /// 20 ms client fails no request; the memory guard backs off without spending the start
 /// limit and says once that the limit is too low; a Tomcat whose port is taken makes
-/// `restart ps` fail naming it within its grace and probe failures.
+/// `restart ps` fail naming it within its grace and probe failures; a give-up with the mail
+/// relay down still reaches the command, and the alert unit shows the failure.
 fn real_tomcat(layout: Layout) {
     let m = tomcat_box(layout);
     let t = Instant::now();
@@ -213,6 +214,33 @@ fn real_tomcat(layout: Layout) {
         log.stdout.trim().parse::<u32>().unwrap_or(0) > 0,
         "Tomcat did not fail to bind: {}",
         log.stdout
+    );
+    // 5. A give-up with both channels set and no mail relay (nothing on port 1): the mail's
+    // failure is logged at crit, the command still runs, the alert unit ends failed.
+    let before = alerts(&m).len();
+    m.sh(
+        "rm /etc/systemd/system/imageserving-platform.service.d/70-grace.conf && systemctl stop hold-8080 && \
+         printf '%s\\n' '[Service]' 'Environment=IMAGESERVING_ALERT_MAIL_TO=ops@localhost IMAGESERVING_ALERT_SMTP=127.0.0.1:1' \
+             >/etc/systemd/system/imageserving-alert@.service.d/51-mail.conf && \
+         printf '[Service]\\nEnvironment=JRE_HOME=/nonexistent\\n' >/etc/systemd/system/imageserving-svg.service.d/80-broken.conf && \
+         systemctl daemon-reload && systemctl restart imageserving-svg.service; true",
+    )
+    .code(0);
+    let alert_unit = "imageserving-alert@imageserving-svg.service.service";
+    m.eventually(
+        Duration::from_secs(90),
+        "the give-up's alert unit failed",
+        || m.prop(alert_unit, "ActiveState") == "failed",
+    );
+    assert_eq!(alerts(&m).len(), before + 1, "the command did not run once");
+    let said = m
+        .sh(&format!(
+            "journalctl -u {alert_unit} -p crit -o cat --no-pager"
+        ))
+        .stdout;
+    assert!(
+        said.contains("alert NOT mailed to ops@localhost through 127.0.0.1:1"),
+        "{said}"
     );
     eprintln!(
         "[{}] real Tomcat: started in {started_in:?}; svg RSS {} MiB; memory restarts {restarts}; restart ps failed after {took:?}",
