@@ -170,8 +170,9 @@ pub fn run(scope: Scope, unit: &str) -> Result<(), Error> {
     send(&alert)
 }
 
-/// The alert, from what the service manager says of `unit`; `None` when it failed without
-/// systemd giving up on it (logged at `notice`).
+/// The alert, from what the service manager says of `unit`; `None` (logged at `notice`)
+/// when there is nothing to page for: it failed without systemd giving up on it, or it is up
+/// again and the supervisor reports nothing wrong with it.
 fn gather(scope: Scope, unit: &str, name: &str) -> Result<Option<Alert>, Error> {
     let mgr = Manager::connect(scope)?;
     let path = mgr.load_unit(unit)?;
