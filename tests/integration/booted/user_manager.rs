@@ -9,13 +9,17 @@ use super::machine::{Layout, Machine};
 fn user_manager_tests_pass_in_the_pure_cgroup_v2_layout() {
     let m = Machine::boot(Layout::Unified, &[]);
     let exe = std::env::current_exe().expect("the test binary");
+    // `collection` reads files only (Ansible's linters), and the box has no network for
+    // their package index: it says nothing about a cgroup layout. The suite takes about 10
+    // minutes here on a quiet machine; the ceiling leaves room for a loaded one, inside the
+    // box's own life (1200 s, `Machine::boot`).
     let run = m.sh_timeout(
         &format!(
-            "cd {} && {} --skip booted --test-threads=2 2>&1",
+            "cd {} && {} --skip booted --skip collection --test-threads=2 2>&1",
             env!("CARGO_MANIFEST_DIR"),
             exe.display()
         ),
-        Duration::from_secs(600),
+        Duration::from_secs(1100),
     );
     let summary = run
         .stdout
