@@ -81,10 +81,36 @@ impl Stack {
                 progress.clear();
                 return Ok(());
             }
+            // A unit that failed ends the wait; one stopped under us (say, by a concurrent
+            // `stop`) will not start serving. One that systemd is still bringing back (its
+            // `Restart=` pending, or a job: the supervisor restarting a hung component) is
+            // waited for whatever its allowance: systemd decides soon, and its verdict (it
+            // serves, or it gave up) is the one to report.
+            let mut retrying = Vec::with_capacity(pending.len());
+            for Awaited { unit, .. } in &pending {
+                let state = self.mgr.service_state(unit.path.as_str())?;
+                if state.has_failed() {
+                    return Err(unit.failure(&state));
+                }
+                if state.active_state.is_down() && !state.will_retry() {
+                    return Err(Error::StoppedMeanwhile {
+                        label: unit.label(),
+                        unit: unit.name.to_owned(),
+                        state: state.summary(),
+                        doing: verb.to_lowercase(),
+                    });
+                }
+                retrying.push(state.will_retry());
+            }
             // Each is judged by its own allowance: the first that has had it all ends the
             // wait, naming every one that has, with its probe's last error.
             let now = Instant::now();
-            let overdue: Vec<&Awaited> = pending.iter().filter(|a| now >= a.deadline).collect();
+            let overdue: Vec<&Awaited> = pending
+                .iter()
+                .zip(&retrying)
+                .filter(|(a, retrying)| now >= a.deadline && !**retrying)
+                .map(|(a, _)| a)
+                .collect();
             if let Some(first) = overdue.first() {
                 let waiting: Vec<String> = overdue
                     .iter()
@@ -99,23 +125,6 @@ impl Stack {
             }
             let labels: Vec<String> = pending.iter().map(|a| a.unit.label()).collect();
             progress.show(&format!("waiting for {} to answer", labels.join(", ")));
-            for Awaited { unit, .. } in &pending {
-                let state = self.mgr.service_state(unit.path.as_str())?;
-                if state.has_failed() {
-                    return Err(unit.failure(&state));
-                }
-                // Stopped under us (say, by a concurrent `stop`): it will not start serving.
-                // Down with a job pending is on its way back (the supervisor restarting a
-                // hung component, between the stop and the start of its restart job).
-                if state.active_state.is_down() && !state.will_retry() {
-                    return Err(Error::StoppedMeanwhile {
-                        label: unit.label(),
-                        unit: unit.name.to_owned(),
-                        state: state.summary(),
-                        doing: verb.to_lowercase(),
-                    });
-                }
-            }
             std::thread::sleep(PROBE_POLL);
         }
     }
