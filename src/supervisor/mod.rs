@@ -326,21 +326,20 @@ impl Supervisor {
                     &format!("ignoring the new memory limit, keeping the old one: {e}"),
                 ),
             }
-            if let Ok(new) = guard {
-                let start_limit = start_limit_of(&self.mgr, w.path.as_str())?;
-                w.memory = match (w.memory.take(), new) {
-                    (Some(mut g), Some((limit, cadence))) => {
-                        g.set(limit, cadence, start_limit);
-                        Some(g)
-                    }
-                    (None, Some((limit, cadence))) => Some(MemoryGuard::new(
-                        limit,
-                        cadence,
-                        start_limit,
-                        Instant::now(),
-                    )),
-                    (_, None) => None,
-                };
+            // The unit's start limit is read only for a component that has a memory limit.
+            match guard {
+                Ok(Some((limit, cadence))) => {
+                    let start_limit = start_limit_of(&self.mgr, w.path.as_str())?;
+                    w.memory = Some(match w.memory.take() {
+                        Some(mut g) => {
+                            g.set(limit, cadence, start_limit);
+                            g
+                        }
+                        None => MemoryGuard::new(limit, cadence, start_limit, Instant::now()),
+                    });
+                }
+                Ok(None) => w.memory = None,
+                Err(_) => {}
             }
             let checked = ProbeSettings::from_environment(unit, &env).and_then(|p| {
                 if let Some(period) = watchdog_period {
