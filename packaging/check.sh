@@ -28,7 +28,7 @@ echo "$out" | tail -n 1
 
 unitdir=$(pkg-config --variable=systemdsystemunitdir systemd)
 presetdir=$(pkg-config --variable=systemdsystempresetdir systemd)
-units="imageserving.target imageserving-supervisor.service imageserving-platform.service imageserving-image.service imageserving-svg.service imageserving-metrics.socket imageserving-metrics@.service imageserving-alert@.service"
+units="imageserving.target imageserving-supervisor.service imageserving-platform.service imageserving-image.service imageserving-svg.service imageserving-metrics.socket imageserving-metrics@.service imageserving-alert@.service imageserving-platform.socket imageserving-image.socket imageserving-svg.socket"
 expected_common="/usr/bin/ImageServing /usr/bin/imageserving /usr/libexec/imageserving/imageserving-supervisor
 /usr/lib/sysusers.d/imageserving.conf /usr/share/polkit-1/rules.d/50-imageserving.rules
 /usr/share/imageserving/prometheus/imageserving.rules.yml
@@ -49,6 +49,7 @@ dpkg-deb -e "$deb2" "$ctl"
 grep -q 'try-restart imageserving-supervisor.service' "$ctl/postinst" || fail "no try-restart of the supervisor in postinst"
 grep -q 'md5sum imageserving-platform.service' "$ctl/preinst" || fail "preinst does not remember the component units"
 grep -q 'try-restart imageserving.target' "$ctl/postinst" && fail "an upgrade must not restart the target (and with it the components)"
+grep -Eq '(restart|stop).*imageserving-(platform|image|svg)\.socket' "$ctl/postinst" "$ctl/preinst" && fail "an upgrade must never stop or restart a component's socket"
 rm -rf "$ctl"
 
 step "rpm contents and scriptlets"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Every performance figure against its reference, measured in one run against a private
-# systemd manager and stand-ins (needs root where PID 1 is not systemd). Takes ~4 minutes.
+# systemd manager and stand-ins, and in booted boxes (needs root where PID 1 is not systemd).
 #   BENCH_RUNS=200 BENCH_LOAD_SECONDS=10 BENCH_FOOTPRINT_SECONDS=60 scripts/bench.sh
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,7 +18,10 @@ cargo test --release --locked --test integration -- --ignored --nocapture --test
 # Months of uptime, compressed: probes every 0.1 s and 10,000 scrapes; the supervisor's RSS,
 # descriptors, threads and log lines must stay flat (IMAGESERVING_SOAK_SECONDS, 600 by default).
 cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 uptime::
-# The fleet rows: status over 1, 10 and 50 ssh hosts, with and without connection reuse
-# (needs the packages: packaging/build-packages.sh).
+# The booted rows need the packages (packaging/build-packages.sh).
 packaging/build-packages.sh >/dev/null
+# restart ps on real Tomcat under a client asking every 20 ms, without and with its socket:
+# failed requests and the worst wait, side by side in one run.
+cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 booted::sockets::socket_benchmark
+# The fleet rows: status over 1, 10 and 50 ssh hosts, with and without connection reuse.
 exec cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 booted::fleet::fleet_benchmark

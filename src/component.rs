@@ -62,6 +62,15 @@ impl Component {
         }
     }
 
+    /// The socket unit that can hold the component's listening port (off unless enabled).
+    pub fn socket(self) -> &'static str {
+        match self {
+            Component::Platform => "imageserving-platform.socket",
+            Component::Image => "imageserving-image.socket",
+            Component::Svg => "imageserving-svg.socket",
+        }
+    }
+
     /// The component whose unit is `unit`, if any.
     pub fn from_unit(unit: &str) -> Option<Component> {
         Component::ALL.into_iter().find(|c| c.unit() == unit)

@@ -62,6 +62,27 @@ pub enum Error {
         /// Result, exit status and status text, in words.
         reason: String,
     },
+    /// A component's socket, switched on, does not hold its port after a start.
+    #[error("the socket of {title} ({component}, {socket}) is {state} instead of listening: another program may hold the port; see '{hint}'", title = component.title(), socket = component.socket())]
+    SocketDown {
+        /// Which component.
+        component: Component,
+        /// The socket's state in words.
+        state: String,
+        /// The command that shows the socket's log.
+        hint: String,
+    },
+    /// A component switched to its socket tried to bind the port itself instead of taking
+    /// the socket, and so serves nothing.
+    #[error("{title} ({component}) did not take the socket systemd holds for it ({socket}, {listen}): it tried to bind the port itself and logged \"{line}\". Tomcat needs useInheritedChannel=\"true\" on the connector and StandardInput=socket in a drop-in on {unit} (README, \"Restarts that drop no request\"); to run it without the socket: systemctl disable {socket}, then ImageServing restart {component}", title = component.title(), socket = component.socket(), unit = component.unit())]
+    SocketNotTaken {
+        /// Which component.
+        component: Component,
+        /// What the socket listens on.
+        listen: String,
+        /// The server's own line about the failed bind.
+        line: String,
+    },
     /// A component is active but did not answer its probe in the time the supervisor gives
     /// it.
     #[error("{waiting} {verb} active but not serving after {secs}s ({why})", verb = if *.several { "are" } else { "is" }, secs = .after.as_secs(), why = if *.limit == crate::probe::KEY_START_TIMEOUT { format!("the supervisor's start timeout, {}", crate::probe::KEY_START_TIMEOUT) } else { format!("the start grace, {}, and the probe failures the supervisor allows", crate::probe::KEY_START_GRACE) })]

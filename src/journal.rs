@@ -110,3 +110,39 @@ pub fn last_lines(scope: Scope, unit: &str, n: u32) -> Option<Vec<String>> {
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     (out.status.success() && !lines.is_empty()).then_some(lines)
 }
+
+/// The first line `unit`'s processes wrote to the journal since `since` that contains
+/// `needle`; `None` when there is none, or the journal cannot be read. Reads at most the last
+/// 200 entries.
+pub fn find_since(
+    scope: Scope,
+    unit: &str,
+    since: std::time::SystemTime,
+    needle: &str,
+) -> Option<String> {
+    let secs = since.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let matching = match scope {
+        Scope::System => vec![format!("_SYSTEMD_UNIT={unit}")],
+        Scope::User => vec!["--user".to_owned(), format!("_SYSTEMD_USER_UNIT={unit}")],
+    };
+    let out = Command::new("journalctl")
+        .args(matching)
+        .args([
+            "--since",
+            &format!("@{secs}"),
+            "-n",
+            "200",
+            "--no-pager",
+            "-q",
+            "-o",
+            "cat",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains(needle))
+        .map(|l| l.chars().take(300).collect())
+}

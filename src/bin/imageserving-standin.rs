@@ -1,7 +1,11 @@
 //! A stand-in for a vendor component, for the demo and the tests; never packaged.
 //!
 //! It listens on a TCP port and answers HTTP 200 on a path, and can be told to start slowly,
-//! exit or crash after a while, stop answering (hang), hold memory and fork children.
+//! exit or crash after a while, stop answering (hang), hold memory and fork children. A
+//! listening socket systemd passes it (`LISTEN_FDS`, as `sd_listen_fds(3)` reads it, or as
+//! standard input with `StandardInput=socket`, as Tomcat's `useInheritedChannel` takes it) is
+//! served instead of binding the port, unless `--ignore-inherited` says to behave like a
+//! server that does not take it.
 //!
 //! With `--client TARGET` it is instead the tests' client: it probes each target (`tcp://` or
 //! `http://`, as the supervisor's probes) every `--every-ms` until its standard input closes,
@@ -62,6 +66,10 @@ struct Args {
     /// connector could not bind does) instead of exiting 1.
     #[arg(long)]
     stay_on_bind_error: bool,
+    /// Bind the port even when systemd passed a listening socket (as a Tomcat without
+    /// `useInheritedChannel` does): the bind then fails, since systemd holds the port.
+    #[arg(long)]
+    ignore_inherited: bool,
     /// Write the time the port opened (microseconds since the Unix epoch) to this file.
     #[arg(long)]
     ready_file: Option<std::path::PathBuf>,
@@ -74,6 +82,9 @@ struct Args {
     /// Client: milliseconds between two probes of one target.
     #[arg(long, default_value_t = 20)]
     every_ms: u64,
+    /// Client: how long one request may wait for its answer, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
 }
 
 fn secs(s: f64) -> Duration {
@@ -88,7 +99,11 @@ fn main() {
         return;
     }
     if !args.client.is_empty() {
-        client(&args.client, Duration::from_millis(args.every_ms));
+        client(
+            &args.client,
+            Duration::from_millis(args.every_ms),
+            Duration::from_millis(args.timeout_ms),
+        );
         return;
     }
     let hang = Arc::new(AtomicBool::new(false));
@@ -97,15 +112,37 @@ fn main() {
         let ignored = Arc::new(AtomicBool::new(false));
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, ignored);
     }
+    // SIGTERM is a graceful stop, as a server's: accept nothing more, answer what was
+    // accepted, then exit with --term-exit's status, or die by the signal as before.
     let terminated = Arc::new(AtomicBool::new(false));
-    if args.term_exit.is_some() && !args.ignore_sigterm {
+    if !args.ignore_sigterm {
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated));
     }
+    let serving: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>> =
+        Arc::new(std::sync::Mutex::new(None));
     let exit_if_terminated = || {
         if terminated.load(Ordering::SeqCst) {
+            let serve_thread = serving.lock().ok().and_then(|mut s| s.take());
+            if let Some(t) = serve_thread {
+                let _ = t.join();
+            }
             std::thread::sleep(secs(args.stop_delay));
-            std::process::exit(args.term_exit.unwrap_or(143));
+            match args.term_exit {
+                Some(code) => std::process::exit(code),
+                None => {
+                    let _ = signal_hook::low_level::emulate_default_handler(
+                        signal_hook::consts::SIGTERM,
+                    );
+                    std::process::exit(143);
+                }
+            }
         }
+    };
+    // Taken at once, before the slow start: connections wait in its backlog meanwhile.
+    let inherited = if args.ignore_inherited {
+        None
+    } else {
+        inherited_listener()
     };
     let memory = hold(args.hold_mib);
     let _children: Vec<Child> = (0..args.children).filter_map(|_| spawn_child()).collect();
@@ -114,7 +151,8 @@ fn main() {
         exit_if_terminated();
         std::thread::sleep(Duration::from_millis(20));
     }
-    let listener = args.port.and_then(|port| match TcpListener::bind(("127.0.0.1", port)) {
+    let bound = || {
+        args.port.and_then(|port| match TcpListener::bind(("127.0.0.1", port)) {
         Ok(l) => Some(l),
         Err(e) if args.stay_on_bind_error => {
             eprintln!("imageserving-standin: cannot listen on 127.0.0.1:{port}: {e}; running on without serving");
@@ -124,7 +162,9 @@ fn main() {
             eprintln!("imageserving-standin: cannot listen on 127.0.0.1:{port}: {e}");
             std::process::exit(1);
         }
-    });
+    })
+    };
+    let listener = inherited.or_else(bound);
     if let Some(listener) = listener {
         if let Some(file) = &args.ready_file {
             let now = std::time::SystemTime::now()
@@ -134,7 +174,11 @@ fn main() {
         }
         let hang = Arc::clone(&hang);
         let path = args.path.clone();
-        std::thread::spawn(move || serve(&listener, &path, &hang));
+        let stop = Arc::clone(&terminated);
+        let handle = std::thread::spawn(move || serve(&listener, &path, &hang, &stop));
+        if let Ok(mut s) = serving.lock() {
+            *s = Some(handle);
+        }
     }
     eprintln!(
         "imageserving-standin: up on port {:?} after {:.1}s",
@@ -158,6 +202,25 @@ fn main() {
     }
 }
 
+/// The listening socket systemd passed: the first of `LISTEN_FDS` (fd 3) when `LISTEN_PID`
+/// is this process, else standard input when it is a listening socket.
+fn inherited_listener() -> Option<TcpListener> {
+    use std::os::fd::{AsFd, FromRawFd};
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    if var("LISTEN_PID") == Some(std::process::id()) && var("LISTEN_FDS").unwrap_or(0) >= 1 {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        // SAFETY: sd_listen_fds(3): with LISTEN_PID naming this process, fds 3 to
+        // 3 + LISTEN_FDS - 1 are open sockets passed to it and owned by nobody else in it;
+        // fd 3 is taken once, here, and the variables are cleared so that it is not taken
+        // again.
+        return Some(unsafe { TcpListener::from_raw_fd(3) });
+    }
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let listener = TcpListener::from(stdin);
+    listener.local_addr().ok().map(|_| listener)
+}
+
 fn hold(mib: usize) -> Vec<u8> {
     let mut v = vec![0u8; mib * 1024 * 1024];
     // Touch every page so the memory is resident, not just reserved.
@@ -176,16 +239,34 @@ fn spawn_child() -> Option<Child> {
         .ok()
 }
 
-fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool) {
+/// Answer connections until `stop`: accepted one at a time (non-blocking, checked every
+/// 5 ms), so that after `stop` nothing more is taken from a listening socket that another
+/// process (systemd, the next instance) shares.
+fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool, stop: &AtomicBool) {
     let mut held: Vec<TcpStream> = Vec::new();
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    while !stop.load(Ordering::SeqCst) {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+        };
+        let _ = stream.set_nonblocking(false);
         if hang.load(Ordering::SeqCst) {
             // Hung: accept nothing more, answer nothing, keep what we have open.
             held.push(stream);
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            return;
         }
         let _ = answer(stream, path);
     }
@@ -213,8 +294,9 @@ fn answer(stream: TcpStream, path: &str) -> std::io::Result<()> {
 
 /// Probe every target on its own thread, each every `every`, until stdin closes; then print
 /// one JSON line per target: `{"target", "requests", "failures", "longest_outage_ms",
-/// "first_failures", "outages"}`.
-fn client(targets: &[String], every: Duration) {
+/// "slowest_ms", "first_failures", "outages"}` (`slowest_ms`: the longest a request that
+/// succeeded waited for its answer). Each request waits at most `timeout` per step.
+fn client(targets: &[String], every: Duration, timeout: Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = targets
         .iter()
@@ -233,6 +315,7 @@ fn client(targets: &[String], every: Duration) {
                 let mut first_failures: Vec<String> = Vec::new();
                 let mut outage_since: Option<Instant> = None;
                 let mut longest = Duration::ZERO;
+                let mut slowest = Duration::ZERO;
                 // Each outage as [first failure, first success after it] in Unix ms, so that
                 // outages on several hosts can be compared.
                 let mut outages: Vec<[u128; 2]> = Vec::new();
@@ -245,8 +328,9 @@ fn client(targets: &[String], every: Duration) {
                 while !stop.load(Ordering::SeqCst) {
                     let round = Instant::now();
                     requests += 1;
-                    match imageserving::probe::check(&target, Duration::from_secs(1)) {
+                    match imageserving::probe::check(&target, timeout) {
                         Ok(()) => {
+                            slowest = slowest.max(round.elapsed());
                             if let Some(since) = outage_since.take() {
                                 longest = longest.max(since.elapsed());
                                 outages.push([outage_start_ms, unix_ms()]);
@@ -274,6 +358,7 @@ fn client(targets: &[String], every: Duration) {
                     "requests": requests,
                     "failures": failures,
                     "longest_outage_ms": longest.as_millis(),
+                    "slowest_ms": slowest.as_millis(),
                     "first_failures": first_failures,
                     "outages": outages,
                 })

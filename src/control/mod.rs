@@ -10,13 +10,16 @@ use std::time::Duration;
 use zbus::zvariant::OwnedObjectPath;
 
 mod serving;
+mod sockets;
 mod stop;
 
 use crate::component::{self, Component, TARGET};
 use crate::error::Error;
 use crate::probe;
 use crate::progress::Progress;
-use crate::systemd::{ActiveState, JobWait, Manager, Scope, ServiceState, UnitInfo, Verdict};
+use crate::systemd::{
+    ActiveState, JobWait, Manager, Scope, ServiceState, SocketState, UnitInfo, Verdict,
+};
 
 /// How long a call may wait while polkit asks the user for a password.
 const PASSWORD_WAIT: Duration = Duration::from_secs(300);
@@ -58,6 +61,8 @@ pub struct Stack {
     /// The target, then the services, as the manager listed them when the stack was opened:
     /// their load states say which can be started (not masked, unit file present).
     loaded: Vec<UnitInfo>,
+    /// Each component's socket unit, as the manager had it when the stack was opened.
+    sockets: Vec<(Component, SocketState)>,
 }
 
 /// What a command did, for the one line printed on success.
@@ -145,11 +150,17 @@ impl Stack {
                 path,
             })
             .collect();
+        let socket_names = Component::ALL.map(Component::socket);
+        let sockets = Component::ALL
+            .into_iter()
+            .zip(mgr.sockets(&socket_names, TARGET)?)
+            .collect();
         Ok(Stack {
             mgr,
             target,
             services,
             loaded,
+            sockets,
         })
     }
 
@@ -202,9 +213,16 @@ impl Stack {
             })
     }
 
+    /// The target, the services, and the sockets switched on.
     fn all_names(&self) -> Vec<&'static str> {
         std::iter::once(TARGET)
             .chain(self.services.iter().map(|u| u.name))
+            .chain(
+                self.sockets
+                    .iter()
+                    .filter(|(_, s)| s.wanted)
+                    .map(|(c, _)| c.socket()),
+            )
             .collect()
     }
 
@@ -229,7 +247,9 @@ impl Stack {
         progress: &mut Progress,
     ) -> Result<(), Error> {
         self.startable(|_| true)?;
+        self.check_probes_behind_sockets(&Component::ALL)?;
         let began = std::time::Instant::now();
+        self.switch_to_sockets(&Component::ALL, progress)?;
         let wait = self.listen(&self.services)?;
         self.reset_failed(&self.all_names())?;
         let job = enqueue(&self.mgr, TARGET)?;
@@ -243,8 +263,13 @@ impl Stack {
         progress: &mut Progress,
     ) -> Result<Outcome, Error> {
         self.startable(|unit| unit == component.unit())?;
+        self.check_probes_behind_sockets(&[component])?;
         let began = std::time::Instant::now();
         let unit = self.unit_of(component)?;
+        // A socket switched on takes the port before the new process starts, which then
+        // runs on it; one that holds it already keeps it (and its waiting clients).
+        self.switch_to_sockets(&[component], progress)?;
+        self.start_socket(component)?;
         let wait = self.listen(std::slice::from_ref(unit))?;
         self.reset_failed(&[unit.name])?;
         let job = self.mgr.restart_unit(unit.name)?;
@@ -337,6 +362,7 @@ impl Stack {
                 result,
             });
         }
+        self.sockets_hold(&Component::ALL)?;
         let components: Vec<StackUnit> = watched
             .iter()
             .filter(|u| u.component.is_some())

@@ -10,6 +10,11 @@ use crate::progress::Progress;
 
 /// How often a component that is active but not yet answering is probed again.
 const PROBE_POLL: Duration = Duration::from_millis(50);
+/// How often the journal of a component on a held socket is read for its failed bind.
+const BIND_CHECK: Duration = Duration::from_secs(1);
+/// What a server logs when it binds a port systemd holds: strerror(EADDRINUSE), which Java
+/// (`java.net.BindException`), Python and Rust all print.
+const BIND_FAILED: &str = "Address already in use";
 
 /// One component waited for: its probe, its last probe error, and its own allowance.
 struct Awaited<'a> {
@@ -20,6 +25,9 @@ struct Awaited<'a> {
     deadline: Instant,
     /// How long the allowance is, and the setting that set it.
     allowance: (Duration, &'static str),
+    /// What its socket listens on, when systemd holds its port; with the wall-clock time its
+    /// process started and when its journal is read next for a failed bind.
+    socket: Option<(String, std::time::SystemTime, Instant)>,
 }
 
 impl Stack {
@@ -55,12 +63,24 @@ impl Stack {
                 Some(c) if began + c < from + own => (began + c, (c, probe::KEY_START_TIMEOUT)),
                 _ => (from + own, (own, probe::KEY_START_GRACE)),
             };
+            let socket = unit
+                .component
+                .and_then(|c| self.socket_of(c))
+                .filter(|s| s.wanted || s.holds_port())
+                .map(|s| {
+                    let age = state.main_process_age().unwrap_or_default();
+                    let started = std::time::SystemTime::now()
+                        .checked_sub(age)
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    (s.listen.join(" "), started, now)
+                });
             pending.push(Awaited {
                 unit,
                 probe: settings,
                 why: String::new(),
                 deadline,
                 allowance,
+                socket,
             });
         }
         loop {
@@ -102,6 +122,31 @@ impl Stack {
                 }
                 retrying.push(state.will_retry());
             }
+            // A server on a held socket that tried to bind the port itself serves nothing,
+            // ever: said at once, from its own log line, rather than after its allowance.
+            for a in &mut pending {
+                let (Some(c), Some((listen, started, next))) = (a.unit.component, &mut a.socket)
+                else {
+                    continue;
+                };
+                if Instant::now() < *next {
+                    continue;
+                }
+                *next = Instant::now() + BIND_CHECK;
+                let found = crate::journal::find_since(
+                    self.mgr.scope(),
+                    a.unit.name,
+                    *started,
+                    BIND_FAILED,
+                );
+                if let Some(line) = found {
+                    return Err(Error::SocketNotTaken {
+                        component: c,
+                        listen: listen.clone(),
+                        line,
+                    });
+                }
+            }
             // Each is judged by its own allowance: the first that has had it all ends the
             // wait, naming every one that has, with its probe's last error.
             let now = Instant::now();
@@ -114,7 +159,16 @@ impl Stack {
             if let Some(first) = overdue.first() {
                 let waiting: Vec<String> = overdue
                     .iter()
-                    .map(|a| format!("{} on {} ({})", a.unit.label(), a.probe.target, a.why))
+                    .map(|a| match (&a.socket, a.unit.component) {
+                        (Some((listen, ..)), Some(c)) => format!(
+                            "{} on {} ({}; {} holds its port, {listen}: a server that did not take that socket cannot bind the port and never answers)",
+                            a.unit.label(),
+                            a.probe.target,
+                            a.why,
+                            c.socket()
+                        ),
+                        _ => format!("{} on {} ({})", a.unit.label(), a.probe.target, a.why),
+                    })
                     .collect();
                 return Err(Error::ServeTimeout {
                     waiting: waiting.join(", "),

@@ -5,13 +5,16 @@ use super::{Outcome, Stack, StackUnit};
 use crate::component::{self, Component, TARGET};
 use crate::error::Error;
 use crate::progress::Progress;
-use crate::systemd::Verdict;
+use crate::systemd::{ServiceState, Verdict};
 
 impl Stack {
-    /// Stop the target and wait until every unit is inactive and no process is left.
+    /// Stop the target and wait until every unit is inactive and no process is left. The
+    /// components' sockets stop too: no connection may start a stopped component again.
     pub fn stop(&self, progress: &mut Progress) -> Result<Outcome, Error> {
+        let sockets = self.held_sockets(&Component::ALL);
         let names: Vec<&str> = std::iter::once(TARGET)
             .chain(self.services.iter().map(|u| u.name))
+            .chain(sockets.iter().map(|u| u.name))
             .collect();
         let units: Vec<StackUnit> = std::iter::once(StackUnit {
             name: TARGET,
@@ -19,6 +22,7 @@ impl Stack {
             path: self.target.clone(),
         })
         .chain(self.services.iter().cloned())
+        .chain(sockets.iter().cloned())
         .collect();
         let wait = self.listen(&units)?;
         let before = self.mgr.list_units_by_names(&names)?;
@@ -43,6 +47,11 @@ impl Stack {
         }) {
             self.mgr.stop_unit(&info.name)?;
         }
+        // The target's stop reaches the sockets it wants (StopPropagatedFrom=); one started
+        // by hand, or any when the target cannot be stopped, is stopped by name.
+        for socket in &sockets {
+            self.mgr.stop_unit(socket.name)?;
+        }
         // The target's own stop job ends before its members stop (they are ordered after
         // it at stop time), so the wait is on the members' states, not on that job.
         wait.until(job.as_ref(), |now| {
@@ -58,15 +67,8 @@ impl Stack {
             // With the stop job gone, anything still up with no job pending is not going
             // to stop: someone started it again while we were stopping.
             if job.is_none() || now.result.is_some() {
-                if let Some((unit, state)) = units
-                    .iter()
-                    .zip(now.states)
-                    .find(|(_, s)| !s.active_state.is_down() && s.job_id == 0)
-                {
-                    return Verdict::Fail(Error::StartedDuringStop {
-                        unit: unit.name.to_owned(),
-                        state: state.active_state.as_str().to_owned(),
-                    });
+                if let Some(e) = started_meanwhile(&units, now.states) {
+                    return Verdict::Fail(e);
                 }
             }
             progress.show(&format!("waiting for {} to stop", running.join(", ")));
@@ -79,7 +81,8 @@ impl Stack {
 
     /// Stop one component's unit and wait until it is down and no process of it is left.
     /// The supervisor takes a unit that is down with no job pending for one the operator
-    /// stopped, and leaves it so.
+    /// stopped, and leaves it so. Its socket stops first: a stopped component refuses
+    /// connections, and none starts it again.
     pub fn stop_component(
         &self,
         component: Component,
@@ -87,25 +90,26 @@ impl Stack {
     ) -> Result<Outcome, Error> {
         let unit = self.unit_of(component)?;
         let units = std::slice::from_ref(unit);
-        let wait = self.listen(units)?;
+        let socket = self.held_sockets(&[component]);
+        let watched: Vec<StackUnit> = units.iter().chain(&socket).cloned().collect();
+        let wait = self.listen(&watched)?;
         let before = self.mgr.service_state(unit.path.as_str())?;
-        if before.active_state.is_down() && before.job_id == 0 {
+        if before.active_state.is_down() && before.job_id == 0 && socket.is_empty() {
             self.ensure_no_processes(units)?;
             return Ok(Outcome::ComponentAlreadyStopped(component));
         }
+        for s in &socket {
+            self.mgr.stop_unit(s.name)?;
+        }
         let job = self.mgr.stop_unit(unit.name)?;
         wait.until(Some(&job), |now| {
-            let Some(state) = now.states.first() else {
-                return Verdict::Wait;
-            };
-            if state.active_state.is_down() {
+            if now.states.iter().all(|s| s.active_state.is_down()) {
                 return Verdict::Done(());
             }
-            if now.result.is_some() && state.job_id == 0 {
-                return Verdict::Fail(Error::StartedDuringStop {
-                    unit: unit.name.to_owned(),
-                    state: state.active_state.as_str().to_owned(),
-                });
+            if now.result.is_some() {
+                if let Some(e) = started_meanwhile(&watched, now.states) {
+                    return Verdict::Fail(e);
+                }
             }
             progress.show(&format!("waiting for {component} to stop"));
             Verdict::Wait
@@ -128,4 +132,17 @@ impl Stack {
             Err(Error::ProcessesLeft(left.join(", ")))
         }
     }
+}
+
+/// Once the stop job is gone: the first unit still up with no job pending, which is not going
+/// to stop (another command started it again while we were stopping).
+fn started_meanwhile(units: &[StackUnit], states: &[ServiceState]) -> Option<Error> {
+    units
+        .iter()
+        .zip(states)
+        .find(|(_, s)| !s.active_state.is_down() && s.job_id == 0)
+        .map(|(unit, state)| Error::StartedDuringStop {
+            unit: unit.name.to_owned(),
+            state: state.active_state.as_str().to_owned(),
+        })
 }

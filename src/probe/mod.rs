@@ -12,9 +12,9 @@ mod settings;
 
 pub use check::{check, check_all, check_all_timed, parse_status_line};
 pub use settings::{
-    memory_limit, parse_target, start_timeout, Cadence, ProbeSettings, SettingError, Target,
-    DEFAULT_START_TIMEOUT, KEY_FAILURES, KEY_INTERVAL, KEY_MEMORY_RESTART, KEY_PROBE,
-    KEY_START_GRACE, KEY_START_TIMEOUT, KEY_TIMEOUT, MAX_TIMEOUT, MIN_SECONDS,
+    check_behind_socket, memory_limit, parse_target, start_timeout, Cadence, ProbeSettings,
+    SettingError, Target, DEFAULT_START_TIMEOUT, KEY_FAILURES, KEY_INTERVAL, KEY_MEMORY_RESTART,
+    KEY_PROBE, KEY_START_GRACE, KEY_START_TIMEOUT, KEY_TIMEOUT, MAX_TIMEOUT, MIN_SECONDS,
 };
 
 #[cfg(test)]

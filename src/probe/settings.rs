@@ -156,6 +156,28 @@ pub struct SettingError {
     pub why: String,
 }
 
+/// A probe must see through a socket systemd holds for the component (`socket`, when the
+/// component is switched to it): a TCP connect to a held port succeeds even while the server
+/// is down or hung, so only a probe the server itself answers (http://) can tell. No probe
+/// at all claims nothing, and passes.
+pub fn check_behind_socket(
+    unit: &str,
+    probe: Option<&ProbeSettings>,
+    socket: &str,
+) -> Result<(), SettingError> {
+    match probe {
+        Some(p) if matches!(p.target, Target::Tcp { .. }) => Err(SettingError {
+            unit: unit.to_owned(),
+            key: KEY_PROBE,
+            value: p.target.to_string(),
+            why: format!(
+                "{socket} holds this port, so a TCP connect succeeds even while the server is down or hung: use an http:// probe the server answers"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl ProbeSettings {
     /// Read the settings from a unit's `Environment=` entries (`KEY=VALUE` strings).
     /// Returns `Ok(None)` when the unit has no probe: the component then counts as serving

@@ -125,11 +125,27 @@ pub struct UnitStatus {
     pub status_text: String,
     /// systemd stopped restarting it (failed after automatic restarts: the start limit).
     pub given_up: bool,
+    /// The socket systemd holds for the component (`imageserving-NAME.socket`), when it is
+    /// in use: listening, or switched on and stopped with its component. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<SocketStatus>,
     /// When the main process started, in seconds after boot (what its uptime counts from).
     #[serde(skip)]
     pub started_after_boot: Option<f64>,
     #[serde(skip)]
     active: ActiveState,
+}
+
+/// A component's socket unit, on its row.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SocketStatus {
+    /// The socket unit.
+    pub unit: &'static str,
+    /// `listening` (it holds the port: connections wait for the component), `stopped`
+    /// (switched on, stopped with its component: connections are refused), `failed`.
+    pub state: &'static str,
+    /// What it listens on, as systemd writes it (`127.0.0.1:8080`, `[::]:8080`).
+    pub listen: Vec<String>,
 }
 
 impl UnitStatus {
@@ -249,6 +265,7 @@ fn collect_with(
     let names: Vec<&str> = std::iter::once(SUPERVISOR)
         .chain(components.iter().map(|c| c.unit()))
         .collect();
+    let socket_names: Vec<&str> = components.iter().map(|c| c.socket()).collect();
     // One round trip: the states of all units (ListUnitsByNames loads unit files not yet
     // loaded) and the properties the table shows.
     let props = if req.systemd_uptime {
@@ -256,7 +273,8 @@ fn collect_with(
     } else {
         PROPS.get(..PROPS.len() - 1).unwrap_or_default()
     };
-    let (infos, values) = mgr.units_with_properties(&names, props)?;
+    let (mut infos, values) = mgr.units_with_properties(&names, &socket_names, props)?;
+    let socket_infos = infos.split_off(names.len().min(infos.len()));
     // Not installed: no unit file and nothing running, for every unit asked for. Any other
     // member is shown; one whose file was removed while it runs (`not-found`, active) says
     // so on its row.
@@ -306,6 +324,7 @@ fn collect_with(
                     restarts: 0,
                     status_text: String::new(),
                     given_up: false,
+                    socket: None,
                     started_after_boot: None,
                     active: sup_info.active_state,
                 },
@@ -328,12 +347,86 @@ fn collect_with(
             })
         })
         .collect();
-    let mut results = if result_requests.is_empty() {
+    // A socket in use shows on its component's row: what it listens on, when it holds the
+    // port (or failed); whether it is switched on, when it is stopped with its component
+    // (both read in this same round trip, and only then).
+    let socket_reads: Vec<(usize, &str)> = socket_infos
+        .iter()
+        .zip(infos.iter().skip(1))
+        .enumerate()
+        .filter_map(|(i, (sock, service))| {
+            if !sock.is_installed() || sock.is_masked() {
+                None
+            } else if !sock.active_state.is_down() || sock.active_state == ActiveState::Failed {
+                Some((i, "Listen"))
+            } else if !running(service) {
+                Some((i, "UnitFileState"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    let socket_requests = socket_reads.iter().filter_map(|(i, name)| {
+        socket_infos.get(*i).map(|info| PropertyRequest {
+            path: info.path.as_str(),
+            interface: if *name == "Listen" {
+                PropertyInterface::Socket
+            } else {
+                PropertyInterface::Unit
+            },
+            name,
+        })
+    });
+    let all_requests: Vec<PropertyRequest<'_>> = result_requests
+        .iter()
+        .copied()
+        .chain(socket_requests)
+        .collect();
+    let mut answers = if all_requests.is_empty() {
         Vec::new()
     } else {
-        mgr.get_many(&result_requests)?
+        mgr.get_many(&all_requests)?
+    };
+    let socket_answers = answers.split_off(result_requests.len().min(answers.len()));
+    let mut sockets: Vec<Option<SocketStatus>> = vec![None; socket_infos.len()];
+    for ((i, name), value) in socket_reads.iter().zip(socket_answers) {
+        let (Some(info), Some(slot), Some(c)) = (
+            socket_infos.get(*i),
+            sockets.get_mut(*i),
+            components.get(*i),
+        ) else {
+            continue;
+        };
+        *slot = if *name == "Listen" {
+            Some(SocketStatus {
+                unit: c.socket(),
+                state: if info.active_state == ActiveState::Failed {
+                    "failed"
+                } else if info.active_state == ActiveState::Active {
+                    "listening"
+                } else {
+                    info.active_state.as_str()
+                },
+                listen: value
+                    .and_then(|v| Vec::<(String, String)>::try_from(v).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, a)| a)
+                    .collect(),
+            })
+        } else {
+            let enabled = value
+                .and_then(|v| String::try_from(v).ok())
+                .is_some_and(|s| s.starts_with("enabled"));
+            enabled.then_some(SocketStatus {
+                unit: c.socket(),
+                state: "stopped",
+                listen: Vec::new(),
+            })
+        };
     }
-    .into_iter();
+    let mut sockets = sockets.into_iter();
+    let mut results = answers.into_iter();
     let mut values = values.into_iter();
     // One reading of each clock for every uptime.
     let now = Clocks {
@@ -364,7 +457,11 @@ fn collect_with(
             sub_state: &info.sub_state,
             load_state: &info.load_state,
         };
-        rows.push(collect_unit(&ctx, &vals, now, req.pss, procs, cgroups, mgr));
+        let mut row = collect_unit(&ctx, &vals, now, req.pss, procs, cgroups, mgr);
+        if member.is_some() {
+            row.socket = sockets.next().flatten();
+        }
+        rows.push(row);
     }
     let supervisor = rows.remove(0);
     Ok(StackStatus {

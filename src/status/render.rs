@@ -144,7 +144,7 @@ pub fn human(s: &StackStatus, style: Style) -> String {
             style.width,
         );
     }
-    let header = [
+    let mut header = vec![
         Column {
             header: "NAME",
             fit: Fit::Keep,
@@ -186,11 +186,19 @@ pub fn human(s: &StackStatus, style: Style) -> String {
             fit: Fit::Keep,
         },
     ];
+    // A SOCKET column only when a component uses one.
+    let sockets = s.components.iter().any(|u| u.socket.is_some());
+    if sockets {
+        header.push(Column {
+            header: "SOCKET",
+            fit: Fit::Cut(16),
+        });
+    }
     let rows: Vec<Vec<String>> = s
         .components
         .iter()
         .map(|u| {
-            vec![
+            let mut row = vec![
                 u.name.to_owned(),
                 u.title.to_owned(),
                 u.unit.to_owned(),
@@ -201,7 +209,20 @@ pub fn human(s: &StackStatus, style: Style) -> String {
                 u.memory.cgroup_bytes.map_or_else(|| "-".to_owned(), bytes),
                 u.processes.to_string(),
                 u.restarts.to_string(),
-            ]
+            ];
+            if sockets {
+                row.push(u.socket.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |k| {
+                        if k.listen.is_empty() {
+                            k.state.to_owned()
+                        } else {
+                            format!("{} {}", k.state, k.listen.join(" "))
+                        }
+                    },
+                ));
+            }
+            row
         })
         .collect();
     let table = crate::table::render(&header, &rows, style.width, |row, col, cell| {

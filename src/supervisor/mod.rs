@@ -133,10 +133,14 @@ impl Supervisor {
         let mgr = Manager::connect_within(scope, scope.bus_address(), CALL_TIMEOUT)?;
         let now = Instant::now();
         let mut watched = Vec::new();
-        for component in Component::ALL {
+        let sockets = sockets_in_use(&mgr)?;
+        for (component, socket) in Component::ALL.into_iter().zip(sockets) {
             let path = mgr.load_unit(component.unit())?;
             let env = mgr.unit_environment(path.as_str())?;
             let probe = ProbeSettings::from_environment(component.unit(), &env)?;
+            if socket {
+                probe::check_behind_socket(component.unit(), probe.as_ref(), component.socket())?;
+            }
             let memory = guard_for(&mgr, path.as_str(), component.unit(), &env, now)?;
             watched.push(Watched {
                 component,
@@ -300,7 +304,8 @@ impl Supervisor {
     /// over a typo; at its next start the bad setting stops it (exit 78), as always.
     fn reload_settings(&mut self) -> Result<(), Error> {
         let watchdog_period = self.watchdog_period;
-        for w in &mut self.watched {
+        let sockets = sockets_in_use(&self.mgr)?;
+        for (w, socket) in self.watched.iter_mut().zip(sockets) {
             let unit = w.component.unit();
             let env = self.mgr.unit_environment(w.path.as_str())?;
             let guard = probe::memory_limit(unit, &env).and_then(|limit| {
@@ -344,6 +349,9 @@ impl Supervisor {
             let checked = ProbeSettings::from_environment(unit, &env).and_then(|p| {
                 if let Some(period) = watchdog_period {
                     check_probe_fits_watchdog(unit, p.as_ref(), period)?;
+                }
+                if socket {
+                    probe::check_behind_socket(unit, p.as_ref(), w.component.socket())?;
                 }
                 Ok(p)
             });
@@ -419,6 +427,17 @@ fn spawn_signal_thread(tx: Sender<Msg>) -> Result<(), Error> {
         }
     });
     Ok(())
+}
+
+/// For each component, whether it is switched to a socket systemd holds (the target wants
+/// the socket, or it holds the port now): its probe must then see through it.
+fn sockets_in_use(mgr: &Manager) -> Result<Vec<bool>, Error> {
+    let names = Component::ALL.map(Component::socket);
+    Ok(mgr
+        .sockets(&names, crate::component::TARGET)?
+        .iter()
+        .map(crate::systemd::SocketState::in_use)
+        .collect())
 }
 
 /// The memory guard of a component whose unit has `env`, when it has a memory limit.

@@ -106,14 +106,20 @@ pub(super) fn forward(
         dbus.add_match_rule(rule)
             .map_err(|e| SystemdError::from_call(scope, "AddMatch", e.into()))?;
     }
-    conn.call_method(
+    // A second wait on the same connection (a command that waits for several jobs in
+    // turn) finds it subscribed already: that is what it asks for.
+    match conn.call_method(
         Some(DESTINATION),
         MANAGER_PATH,
         Some(MANAGER_IFACE),
         "Subscribe",
         &(),
-    )
-    .map_err(call_err("Subscribe"))?;
+    ) {
+        Ok(_) => {}
+        Err(zbus::Error::MethodError(name, ..))
+            if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+        Err(e) => return Err(call_err("Subscribe")(e)),
+    }
     std::thread::Builder::new()
         .name("systemd-signals".into())
         .stack_size(256 * 1024)

@@ -12,9 +12,9 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::Connection;
 
 use super::{
-    drive, events, unit_path, Event, Events, RawUnitInfo, Scope, ServiceState, SystemdError,
-    UnitInfo, DESTINATION, MANAGER_IFACE, MANAGER_PATH, PROPERTIES_IFACE, SERVICE_IFACE,
-    UNIT_IFACE,
+    drive, events, unit_path, Event, Events, RawUnitInfo, Scope, ServiceState, SocketState,
+    SystemdError, UnitInfo, DESTINATION, MANAGER_IFACE, MANAGER_PATH, PROPERTIES_IFACE,
+    SERVICE_IFACE, SOCKET_IFACE, UNIT_IFACE,
 };
 
 /// How long one call may wait for its answer unless the caller says otherwise: D-Bus's own
@@ -52,6 +52,8 @@ pub enum PropertyInterface {
     Unit,
     /// `org.freedesktop.systemd1.Service`
     Service,
+    /// `org.freedesktop.systemd1.Socket`
+    Socket,
 }
 
 impl PropertyInterface {
@@ -59,6 +61,7 @@ impl PropertyInterface {
         match self {
             PropertyInterface::Unit => UNIT_IFACE,
             PropertyInterface::Service => SERVICE_IFACE,
+            PropertyInterface::Socket => SOCKET_IFACE,
         }
     }
 }
@@ -368,19 +371,21 @@ impl Manager {
             .collect())
     }
 
-    /// `ListUnitsByNames(names)` and, in the same round trip, the service properties `props`
-    /// of each unit (`names.len() * props.len()` values, unit by unit). The Gets go to the
-    /// units' well-known object paths; the manager answers in order, so the list call has
-    /// loaded every unit before the first Get arrives.
+    /// `ListUnitsByNames(names + more)` and, in the same round trip, the service properties
+    /// `props` of each unit of `names` (`names.len() * props.len()` values, unit by unit; none
+    /// for `more`). The Gets go to the units' well-known object paths; the manager answers in
+    /// order, so the list call has loaded every unit before the first Get arrives.
     pub fn units_with_properties(
         &self,
         names: &[&str],
+        more: &[&str],
         props: &[&str],
     ) -> Result<(Vec<UnitInfo>, Vec<Option<OwnedValue>>), SystemdError> {
+        let listed: Vec<&str> = names.iter().chain(more).copied().collect();
         let list = Message::method_call(MANAGER_PATH, "ListUnitsByNames")
             .and_then(|b| b.destination(DESTINATION))
             .and_then(|b| b.interface(MANAGER_IFACE))
-            .and_then(|b| b.build(&(names,)))
+            .and_then(|b| b.build(&(listed,)))
             .map_err(|e| SystemdError::from_call(self.scope, "ListUnitsByNames", e))?;
         let paths: Vec<String> = names.iter().map(|n| unit_path(n)).collect();
         let mut calls = vec![(list, "ListUnitsByNames")];
@@ -449,6 +454,49 @@ impl Manager {
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or(10_000_000);
         Ok((burst, interval))
+    }
+
+    /// The socket units `names` (loaded if need be), what each listens on, and whether
+    /// `target` wants it; two round trips.
+    pub fn sockets(&self, names: &[&str], target: &str) -> Result<Vec<SocketState>, SystemdError> {
+        let infos = self.list_units_by_names(names)?;
+        let target_path = unit_path(target);
+        let mut requests: Vec<PropertyRequest<'_>> = infos
+            .iter()
+            .map(|i| PropertyRequest {
+                path: i.path.as_str(),
+                interface: PropertyInterface::Socket,
+                name: "Listen",
+            })
+            .collect();
+        requests.push(PropertyRequest {
+            path: &target_path,
+            interface: PropertyInterface::Unit,
+            name: "Wants",
+        });
+        let mut values = self.get_many(&requests)?;
+        let wants: Vec<String> = values
+            .pop()
+            .flatten()
+            .and_then(|v| Vec::<String>::try_from(v).ok())
+            .unwrap_or_default();
+        Ok(infos
+            .into_iter()
+            .zip(values)
+            .map(|(info, listen)| {
+                let listen = listen
+                    .and_then(|v| Vec::<(String, String)>::try_from(v).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_kind, address)| address)
+                    .collect();
+                SocketState {
+                    wanted: wants.contains(&info.name),
+                    info,
+                    listen,
+                }
+            })
+            .collect())
     }
 
     /// The unit's `Environment=` assignments (`KEY=VALUE`), drop-ins applied.

@@ -27,7 +27,7 @@ pub use jobs::{JobWait, Standing, Verdict};
 pub use manager::{Manager, PropertyInterface, PropertyRequest, DEFAULT_CALL_TIMEOUT};
 pub use state::{
     exec_status, gave_up, prevented, ActiveState, ExecStatus, FailureTiming, RestartPrevented,
-    ServiceState, UnitInfo,
+    ServiceState, SocketState, UnitInfo,
 };
 
 const DESTINATION: &str = "org.freedesktop.systemd1";
@@ -35,6 +35,7 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER_IFACE: &str = "org.freedesktop.systemd1.Manager";
 const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
+const SOCKET_IFACE: &str = "org.freedesktop.systemd1.Socket";
 const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 
 /// One row of `ListUnitsByNames` as it comes off the wire (`a(ssssssouso)`).

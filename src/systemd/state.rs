@@ -105,6 +105,40 @@ impl UnitInfo {
     }
 }
 
+/// A socket unit that holds a component's listening port, as the manager has it.
+#[derive(Debug, Clone)]
+pub struct SocketState {
+    /// Its row of `ListUnitsByNames`.
+    pub info: UnitInfo,
+    /// What it listens on (`Listen`: `127.0.0.1:8080`, `[::]:8080`), as systemd writes it.
+    pub listen: Vec<String>,
+    /// Whether the stack's target wants it (`systemctl enable`, through `WantedBy=`): then
+    /// starting the stack starts it, and the component is switched to its socket.
+    pub wanted: bool,
+}
+
+impl SocketState {
+    /// Whether it holds its port now (`listening`, or `running` while its service has it).
+    pub fn holds_port(&self) -> bool {
+        self.info.active_state == ActiveState::Active
+    }
+
+    /// Whether the component uses it: switched on (wanted) or holding the port now.
+    pub fn in_use(&self) -> bool {
+        self.info.is_installed() && !self.info.is_masked() && (self.wanted || self.holds_port())
+    }
+
+    /// Its state in a few words: `listening 127.0.0.1:8080`, `stopped`, `failed`.
+    pub fn describe(&self) -> String {
+        match self.info.active_state {
+            ActiveState::Active => format!("listening {}", self.listen.join(" ")),
+            ActiveState::Failed => format!("failed ({})", self.info.sub_state),
+            ActiveState::Inactive => "stopped".to_owned(),
+            other => other.as_str().to_owned(),
+        }
+    }
+}
+
 /// How the main process of a service last ended (`ExecMainCode`/`ExecMainStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecStatus {

@@ -279,6 +279,17 @@ impl Sandbox {
                 ),
             );
         }
+        // Each component's socket (off unless a test enables it) on the component's port.
+        for c in Component::ALL {
+            self.dropin(
+                c.socket(),
+                "50-port",
+                &format!(
+                    "[Socket]\nListenStream=\nListenStream=127.0.0.1:{}\n",
+                    self.port(c)
+                ),
+            );
+        }
         // Three restrictions of the units cannot hold in this sandbox; every other one stays
         // on, so the tests run the hardened units:
         // - PrivateTmp= hides /tmp, where the sandbox (its bus socket, its installed binaries)

@@ -22,6 +22,7 @@ mod matrix;
 mod metrics;
 mod output;
 mod sequences;
+mod sockets;
 mod status;
 mod supervisor;
 mod terminal;

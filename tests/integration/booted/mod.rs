@@ -21,6 +21,7 @@ mod metrics;
 mod package;
 mod readme;
 mod rootless;
+mod sockets;
 mod states;
 mod tomcat;
 mod upgrade;

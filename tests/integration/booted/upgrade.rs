@@ -44,23 +44,31 @@ impl Kind {
 }
 
 /// A client in the box's network that probes all three components every 20 ms.
-pub struct Client(Child);
+pub struct Client(Child, usize);
 
 impl Client {
     pub fn start(m: &Machine) -> Client {
-        Client(m.spawn_in_network(
-            STANDIN,
+        Client::asking(
+            m,
             &[
-                "--client",
                 "http://127.0.0.1:8080/is/image",
-                "--client",
                 "tcp://127.0.0.1:27345",
-                "--client",
                 "tcp://127.0.0.1:27346",
-                "--every-ms",
-                "20",
             ],
-        ))
+            1000,
+        )
+    }
+
+    /// A client asking each of `targets` every 20 ms, waiting up to `timeout_ms` for each
+    /// answer.
+    pub fn asking(m: &Machine, targets: &[&str], timeout_ms: u64) -> Client {
+        let timeout = timeout_ms.to_string();
+        let mut args: Vec<&str> = Vec::new();
+        for t in targets {
+            args.extend(["--client", t]);
+        }
+        args.extend(["--every-ms", "20", "--timeout-ms", &timeout]);
+        Client(m.spawn_in_network(STANDIN, &args), targets.len())
     }
 
     /// Stop it and return its report, one JSON object per component.
@@ -79,7 +87,7 @@ impl Client {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
-        assert_eq!(report.len(), 3, "client report: {out}");
+        assert_eq!(report.len(), self.1, "client report: {out}");
         report
     }
 }
