@@ -1,7 +1,16 @@
-//! Real Tomcat JVMs on sockets systemd holds: `restart ps` drops requests without its socket
-//! and none with it, and so do `restart svg`, `restart`, a hung svg the supervisor replaces,
-//! a memory-guard restart and a package upgrade; a stopped component refuses connections and
-//! stays stopped; a Tomcat that does not take its socket is named at `restart`.
+//! Real Tomcat JVMs on sockets systemd holds: `restart ps` refuses dozens of requests without
+//! its socket and none with it, and so do `restart svg`, `restart`, a hung svg the supervisor
+//! replaces, a memory-guard restart and a package upgrade; a stopped component refuses
+//! connections and stays stopped; a Tomcat that does not take its socket is named at
+//! `restart`.
+//!
+//! One thing no socket can change is Tomcat's own stop: when its connector pauses, its
+//! acceptor thread, blocked in accept(), is woken by a connection Tomcat makes to itself, and
+//! whatever connection it accepts then is closed unanswered (`Acceptor.run`: accepted while
+//! paused, `destroySocket`). With the port shared, that can be a client's that arrived in the
+//! same few milliseconds: measured here, one request reset in about 4 of 10 restarts. So a
+//! Tomcat restart is allowed at most that one connection closed unanswered, and nothing else:
+//! no refusal, no time-out.
 
 use std::time::{Duration, Instant};
 
@@ -15,11 +24,15 @@ const PS_URL: &str = "http://127.0.0.1:8080/is/image";
 const SVG_URL: &str = "http://127.0.0.1:27346/is/image";
 
 /// Requests made, requests failed and the longest a request waited, for one client target.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Figures {
     pub requests: u64,
     pub failures: u64,
     pub slowest_ms: u64,
+    /// The longest time from a failed request to the next answered one.
+    pub outage_ms: u64,
+    /// The first failures' errors.
+    pub errors: Vec<String>,
 }
 
 fn figures(report: &serde_json::Value) -> Figures {
@@ -27,6 +40,15 @@ fn figures(report: &serde_json::Value) -> Figures {
         requests: report["requests"].as_u64().unwrap_or(0),
         failures: report["failures"].as_u64().unwrap_or(u64::MAX),
         slowest_ms: report["slowest_ms"].as_u64().unwrap_or(0),
+        outage_ms: report["longest_outage_ms"].as_u64().unwrap_or(0),
+        errors: report["first_failures"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
@@ -38,6 +60,7 @@ fn under_load(m: &Machine, script: &str) -> [Figures; 2] {
     m.sh_timeout(script, Duration::from_secs(240)).code(0);
     std::thread::sleep(Duration::from_secs(1));
     let report = client.finish();
+    eprintln!("[{script}] {report:?}");
     [figures(&report[0]), figures(&report[1])]
 }
 
@@ -104,11 +127,19 @@ fn since(m: &Machine) -> [String; 2] {
     ]
 }
 
+/// No request refused or timed out under `what`, which restarts the Tomcats of `restarted`
+/// (ps, svg) once each: only the one connection a Tomcat's own connector pause closes
+/// unanswered (reset, or closed: see the module's docs) is allowed, per restart.
 #[track_caller]
-fn none_dropped(what: &str, figures: &[Figures]) {
-    for (f, name) in figures.iter().zip(["ps", "svg"]) {
+fn none_dropped(what: &str, figures: &[Figures], restarted: [bool; 2]) {
+    for ((f, name), restarted) in figures.iter().zip(["ps", "svg"]).zip(restarted) {
+        let allowed = u64::from(restarted);
         assert!(
-            f.failures == 0 && f.requests >= 20,
+            f.failures <= allowed
+                && f.errors
+                    .iter()
+                    .all(|e| e.contains("reset by peer") || e == "not an HTTP answer")
+                && f.requests >= 20,
             "{what}: {name} under the client: {f:?}"
         );
     }
@@ -117,21 +148,21 @@ fn none_dropped(what: &str, figures: &[Figures]) {
 fn real_tomcat_on_sockets(layout: Layout) {
     let (without, with, m) = restart_ps_with_and_without(layout);
     assert!(
-        without.failures > 0,
-        "restart ps without its socket failed no request ({without:?}): the comparison measures nothing"
+        without.failures >= 10 && without.errors.iter().any(|e| e.contains("refused")),
+        "restart ps without its socket refused no request ({without:?}): the comparison measures nothing"
     );
-    none_dropped("restart ps", &[with]);
+    none_dropped("restart ps", std::slice::from_ref(&with), [true, false]);
     let held = since(&m);
     let mut worst = vec![("restart ps", with.slowest_ms)];
 
-    // Every other restart, and the upgrade.
-    for (what, script) in [
-        ("restart svg", "ImageServing restart svg"),
-        ("restart", "ImageServing restart"),
-        ("upgrade", &*format!("dpkg -i {IN}/2.deb")),
+    // Every other restart, and the upgrade (which restarts no component).
+    for (what, script, restarted) in [
+        ("restart svg", "ImageServing restart svg", [false, true]),
+        ("restart", "ImageServing restart", [true, true]),
+        ("upgrade", &*format!("dpkg -i {IN}/2.deb"), [false, false]),
     ] {
         let f = under_load(&m, script);
-        none_dropped(what, &f);
+        none_dropped(what, &f, restarted);
         worst.push((what, f[0].slowest_ms.max(f[1].slowest_ms)));
     }
     // A hung svg (SIGSTOP): its requests wait in the socket's backlog until the supervisor
@@ -149,7 +180,7 @@ fn real_tomcat_on_sockets(layout: Layout) {
              [ \"$p\" != {pid} ] && [ \"$p\" != 0 ] && ImageServing status svg >/dev/null && exit 0; sleep 0.5; done; exit 1"
         ),
     );
-    none_dropped("hung svg", &f);
+    none_dropped("hung svg", &f, [false, true]);
     worst.push(("hung svg", f[1].slowest_ms));
     // The memory guard: svg's JVM above 64 MiB is restarted once its grace is over.
     m.sh(
@@ -167,7 +198,7 @@ fn real_tomcat_on_sockets(layout: Layout) {
              for i in $(seq 120); do ImageServing status svg >/dev/null && curl -fsS -o /dev/null {SVG_URL} && exit 0; sleep 0.5; done; exit 1"
         ),
     );
-    none_dropped("memory guard", &f);
+    none_dropped("memory guard", &f, [false, true]);
     worst.push(("memory guard", f[1].slowest_ms));
     assert_ne!(
         m.main_pid("imageserving-svg.service"),
@@ -249,14 +280,31 @@ super::in_layouts!(
 fn socket_benchmark() {
     let (without, with, _m) = restart_ps_with_and_without(Layout::Unified);
     println!("restart ps on real Tomcat, a client asking every 20 ms (timeout 30 s):");
-    println!("| | requests | failed | worst wait |");
-    println!("|---|---|---|---|");
-    for (name, f) in [("without its socket", without), ("with its socket", with)] {
+    println!(
+        "| | requests | failed | longest outage | worst wait of an answered request | errors |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (name, f) in [("without its socket", &without), ("with its socket", &with)] {
+        let mut kinds: Vec<&str> = f
+            .errors
+            .iter()
+            .map(|e| {
+                e.split(" (os error")
+                    .next()
+                    .unwrap_or(e)
+                    .rsplit(": ")
+                    .next()
+                    .unwrap_or(e)
+            })
+            .collect();
+        kinds.dedup();
         println!(
-            "| {name} | {} | {} | {:.2} s |",
+            "| {name} | {} | {} | {:.2} s | {:.2} s | {} |",
             f.requests,
             f.failures,
-            f.slowest_ms as f64 / 1000.0
+            f.outage_ms as f64 / 1000.0,
+            f.slowest_ms as f64 / 1000.0,
+            kinds.join(", ")
         );
     }
 }
