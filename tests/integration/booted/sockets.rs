@@ -8,7 +8,7 @@
 //! acceptor thread, blocked in accept(), is woken by a connection Tomcat makes to itself, and
 //! whatever connection it accepts then is closed unanswered (`Acceptor.run`: accepted while
 //! paused, `destroySocket`). With the port shared, that can be a client's that arrived in the
-//! same few milliseconds: measured here, one request reset in about 4 of 10 restarts. So a
+//! same few milliseconds: measured here, one request reset in 10 of 16 restarts of ps. So a
 //! Tomcat restart is allowed at most that one connection closed unanswered, and nothing else:
 //! no refusal, no time-out.
 
