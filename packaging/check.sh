@@ -32,6 +32,8 @@ units="imageserving.target imageserving-supervisor.service imageserving-platform
 expected_common="/usr/bin/ImageServing /usr/bin/imageserving /usr/libexec/imageserving/imageserving-supervisor
 /usr/lib/sysusers.d/imageserving.conf /usr/share/polkit-1/rules.d/50-imageserving.rules
 /usr/share/imageserving/prometheus/imageserving.rules.yml
+/usr/share/cockpit/imageserving/manifest.json /usr/share/cockpit/imageserving/index.html
+/usr/share/cockpit/imageserving/imageserving.js /usr/share/cockpit/imageserving/imageserving.css
 /usr/share/man/man1/ImageServing.1.gz /usr/share/man/man1/imageserving.1.gz
 /usr/share/man/man1/ImageServing-start.1.gz /usr/share/man/man1/ImageServing-stop.1.gz
 /usr/share/man/man1/ImageServing-restart.1.gz /usr/share/man/man1/ImageServing-status.1.gz

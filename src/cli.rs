@@ -111,6 +111,22 @@ enum CommandArgs {
         /// the right to read the processes' memory maps.
         #[arg(long)]
         pss: bool,
+        /// Also ask each active component's health probe now, as the supervisor does (the
+        /// PROBE column; "probe" in JSON).
+        #[arg(long)]
+        probe: bool,
+        /// With --json: keep printing, one compact document per line, whenever a unit of
+        /// the stack changes and at the latest every --every seconds (for a web page).
+        #[arg(long, requires = "json")]
+        follow: bool,
+        /// With --follow: the longest time between two documents, in seconds.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 5.0,
+            requires = "follow"
+        )]
+        every: f64,
     },
     /// Show the journal of the stack's units, merged, or of one (as journalctl does).
     Logs {
@@ -192,6 +208,9 @@ fn request(args: Args) -> Result<Request, Error> {
             component,
             json,
             pss,
+            probe,
+            follow,
+            every,
         } => Command::Status(
             StatusRequest {
                 only: component,
@@ -201,8 +220,20 @@ fn request(args: Args) -> Result<Request, Error> {
                 // A document for programs is whole: the components also when the
                 // supervisor does not run (the table shows the message alone).
                 components_anyway: json,
+                probe,
             },
-            if json { Format::Json } else { Format::Human },
+            match (json, follow) {
+                (true, true) => {
+                    if !(every.is_finite() && (0.5..=3600.0).contains(&every)) {
+                        return Err(Error::Usage(format!(
+                            "--every {every}: give a number of seconds from 0.5 to 3600"
+                        )));
+                    }
+                    Format::JsonLines(std::time::Duration::from_secs_f64(every))
+                }
+                (true, false) => Format::Json,
+                _ => Format::Human,
+            },
         ),
     };
     let mut hosts = args.hosts.clone();
@@ -228,6 +259,9 @@ fn request(args: Args) -> Result<Request, Error> {
         None
     } else {
         match &command {
+            Command::Status(_, Format::JsonLines(_)) => {
+                return usage("status --follow works on one host")
+            }
             Command::Status(..) | Command::Start | Command::Stop(_) | Command::Restart(_) => {}
             Command::Logs(l) if !l.follow => {}
             Command::Logs(_) => return usage(

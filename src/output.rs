@@ -18,6 +18,16 @@ pub fn out(text: &str) {
     }
 }
 
+/// Write `text` to stdout; `false` when it could not be written (the reader went away), which
+/// ends a command that keeps printing.
+pub fn out_more(text: &str) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_ok()
+}
+
 /// Write `text` to stderr, ignoring every error (there is nowhere left to report it).
 pub fn err(text: &str) {
     let mut stderr = std::io::stderr().lock();

@@ -77,4 +77,7 @@ pub enum Format {
     Human,
     /// One JSON document.
     Json,
+    /// One compact JSON document per line: now, then again whenever a unit of the stack
+    /// changes, and at the latest after this long (`status --json --follow`).
+    JsonLines(std::time::Duration),
 }

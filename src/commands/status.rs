@@ -10,6 +10,9 @@ use super::report;
 
 /// `status`: the table (or `--json`), and the LSB exit code.
 pub(super) fn status(scope: Scope, req: StatusRequest, format: Format, full: bool) -> i32 {
+    if let Format::JsonLines(every) = format {
+        return follow(scope, req, every);
+    }
     match crate::status::collect(scope, req) {
         Ok(s) => {
             match format {
@@ -17,7 +20,7 @@ pub(super) fn status(scope: Scope, req: StatusRequest, format: Format, full: boo
                     &s,
                     crate::status::Style::detect(full),
                 )),
-                Format::Json => match serde_json::to_string_pretty(&s) {
+                Format::Json | Format::JsonLines(_) => match serde_json::to_string_pretty(&s) {
                     Ok(text) => output::out(&format!("{text}\n")),
                     Err(e) => return report(&Error::Encode(e.to_string()), exit::FAILURE),
                 },
@@ -31,6 +34,24 @@ pub(super) fn status(scope: Scope, req: StatusRequest, format: Format, full: boo
                 let doc = serde_json::json!({ "error": e.to_string(), "exit_code": code });
                 output::out(&format!("{doc}\n"));
             }
+            report(&e, code)
+        }
+    }
+}
+
+/// `status --json --follow`: one compact document per line until the reader goes away (exit
+/// 0) or the manager cannot be read (a last line `{"error", "exit_code"}`, and that code).
+fn follow(scope: Scope, req: StatusRequest, every: std::time::Duration) -> i32 {
+    let emitted = crate::status::follow(scope, req, every, |s| match serde_json::to_string(s) {
+        Ok(line) => output::out_more(&format!("{line}\n")),
+        Err(_) => false,
+    });
+    match emitted {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            let code = e.status_exit_code();
+            let doc = serde_json::json!({ "error": e.to_string(), "exit_code": code });
+            output::out(&format!("{doc}\n"));
             report(&e, code)
         }
     }

@@ -38,6 +38,9 @@ pub struct StatusRequest {
     /// Read the components also when the supervisor is not running (metrics always carry
     /// every series, `--json` every component); the table shows a message instead.
     pub components_anyway: bool,
+    /// Also ask each active component's probe now, as the supervisor does
+    /// ([`UnitStatus::probe`]).
+    pub probe: bool,
 }
 
 /// The whole answer, as printed by `--json` (keys are stable once published).
@@ -125,6 +128,10 @@ pub struct UnitStatus {
     pub status_text: String,
     /// systemd stopped restarting it (failed after automatic restarts: the start limit).
     pub given_up: bool,
+    /// Its probe's verdict, asked for this `status` (`--probe`); absent when not asked for,
+    /// or when the component is not active or has no probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeStatus>,
     /// The socket systemd holds for the component (`imageserving-NAME.socket`), when it is
     /// in use: listening, or switched on and stopped with its component. Absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,6 +141,20 @@ pub struct UnitStatus {
     pub started_after_boot: Option<f64>,
     #[serde(skip)]
     active: ActiveState,
+}
+
+/// A component's probe, asked once.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProbeStatus {
+    /// What it asks (`http://127.0.0.1:8080/is/image`, `tcp://127.0.0.1:27345`).
+    pub target: String,
+    /// Whether it answered.
+    pub ok: bool,
+    /// Why not, in a few words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the probe took.
+    pub seconds: f64,
 }
 
 /// A component's socket unit, on its row.
@@ -198,6 +219,48 @@ pub fn collect(scope: Scope, req: StatusRequest) -> Result<StackStatus, Error> {
     )
 }
 
+/// How long changes that come in a burst (a restart sends a dozen signals) are gathered into
+/// one document by [`follow`].
+const BURST: Duration = Duration::from_millis(250);
+
+/// `status --json --follow`: gather the status now and hand it to `emit`; again whenever a
+/// unit of the stack (or a component's socket) changes, a burst of changes counting once;
+/// and at the latest after `every`. Ends when `emit` returns `false` (its reader went away)
+/// or the manager cannot be read.
+pub fn follow(
+    scope: Scope,
+    req: StatusRequest,
+    every: Duration,
+    mut emit: impl FnMut(&StackStatus) -> bool,
+) -> Result<(), Error> {
+    let mgr = Manager::connect_within(scope, scope.bus_address(), TIMEOUT)?;
+    let paths: Vec<String> = crate::component::stack_units()
+        .chain(Component::ALL.map(Component::socket))
+        .map(crate::systemd::unit_path)
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let events = mgr.events(&paths)?;
+    let mut procs = ProcReader::new("/proc");
+    let cgroups = CgroupReader::system();
+    loop {
+        let status = collect_with(&mgr, req, &mut procs, &cgroups)?;
+        if !emit(&status) {
+            return Ok(());
+        }
+        if let Some(Err(e)) = events.next_event_within(every) {
+            return Err(e.into());
+        }
+        let burst = std::time::Instant::now();
+        while burst.elapsed() < BURST * 4 {
+            match events.next_event_within(BURST) {
+                None => break,
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
 /// The stack as metrics (see [`metrics`]): every component's status, whether or not the
 /// supervisor runs, and a probe of each active component made for this scrape.
 pub fn metrics_text(scope: Scope) -> Result<String, Error> {
@@ -207,6 +270,7 @@ pub fn metrics_text(scope: Scope) -> Result<String, Error> {
         pss: true,
         systemd_uptime: false,
         components_anyway: true,
+        probe: false,
     };
     let status = collect_with(
         &mgr,
@@ -214,42 +278,68 @@ pub fn metrics_text(scope: Scope) -> Result<String, Error> {
         &mut ProcReader::new("/proc"),
         &CgroupReader::system(),
     )?;
-    let mut probed = Vec::new();
-    let mut probes = Vec::new();
-    let mut results = Vec::new();
-    for u in status.components.iter().filter(|u| u.is_running()) {
-        let env = mgr.unit_environment(&crate::systemd::unit_path(u.unit))?;
-        match crate::probe::ProbeSettings::from_environment(u.unit, &env) {
-            Ok(Some(p)) => {
-                probed.push(u.name);
-                probes.push((p.target, p.timeout));
-            }
-            Ok(None) => {}
-            // A probe that cannot be run proves nothing: not up (the supervisor refuses
-            // to start with it, and `start` names the key).
-            Err(_) => results.push(metrics::ProbeResult {
-                component: u.name,
-                ok: Some(false),
-                duration: Duration::ZERO,
-            }),
-        }
-    }
-    results.extend(
-        crate::probe::check_all_timed(&probes)
-            .into_iter()
-            .zip(probed)
-            .map(|((r, duration), component)| metrics::ProbeResult {
-                component,
-                ok: Some(r.is_ok()),
-                duration,
-            }),
-    );
+    let results: Vec<metrics::ProbeResult> = probe_all(&mgr, &status.components)?
+        .into_iter()
+        .map(|(component, p)| metrics::ProbeResult {
+            component,
+            ok: Some(p.ok),
+            duration: Duration::from_secs_f64(p.seconds),
+        })
+        .collect();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let boot = ProcReader::new("/proc").boot_time_unix();
     #[allow(clippy::cast_precision_loss)] // seconds since the epoch fit an f64 exactly
     Ok(prometheus(&status, &results, now, boot.map(|b| b as f64)))
+}
+
+/// Ask the probe of each active component among `rows`, all at once (a round takes at most
+/// the longest probe timeout). A probe whose settings cannot be used counts as failed, with
+/// the setting's error: the supervisor refuses to start with it, and `start` names the key.
+fn probe_all(
+    mgr: &Manager,
+    rows: &[UnitStatus],
+) -> Result<Vec<(&'static str, ProbeStatus)>, Error> {
+    let mut out = Vec::new();
+    let mut asked = Vec::new();
+    let mut probes = Vec::new();
+    for u in rows.iter().filter(|u| u.is_running()) {
+        let env = mgr.unit_environment(&crate::systemd::unit_path(u.unit))?;
+        match crate::probe::ProbeSettings::from_environment(u.unit, &env) {
+            Ok(Some(p)) => {
+                asked.push((u.name, p.target.to_string()));
+                probes.push((p.target, p.timeout));
+            }
+            Ok(None) => {}
+            Err(e) => out.push((
+                u.name,
+                ProbeStatus {
+                    target: String::new(),
+                    ok: false,
+                    error: Some(e.to_string()),
+                    seconds: 0.0,
+                },
+            )),
+        }
+    }
+    out.extend(
+        crate::probe::check_all_timed(&probes)
+            .into_iter()
+            .zip(asked)
+            .map(|((r, took), (name, target))| {
+                (
+                    name,
+                    ProbeStatus {
+                        target,
+                        ok: r.is_ok(),
+                        error: r.err(),
+                        seconds: took.as_secs_f64(),
+                    },
+                )
+            }),
+    );
+    Ok(out)
 }
 
 fn collect_with(
@@ -324,6 +414,7 @@ fn collect_with(
                     restarts: 0,
                     status_text: String::new(),
                     given_up: false,
+                    probe: None,
                     socket: None,
                     started_after_boot: None,
                     active: sup_info.active_state,
@@ -464,6 +555,13 @@ fn collect_with(
         rows.push(row);
     }
     let supervisor = rows.remove(0);
+    if req.probe {
+        for (name, p) in probe_all(mgr, &rows)? {
+            if let Some(row) = rows.iter_mut().find(|r| r.name == name) {
+                row.probe = Some(p);
+            }
+        }
+    }
     Ok(StackStatus {
         scope,
         supervisor: SupervisorStatus {

@@ -186,7 +186,15 @@ pub fn human(s: &StackStatus, style: Style) -> String {
             fit: Fit::Keep,
         },
     ];
-    // A SOCKET column only when a component uses one.
+    // A PROBE column only when probes were asked for; a SOCKET column only when a component
+    // uses one.
+    let probes = s.components.iter().any(|u| u.probe.is_some());
+    if probes {
+        header.push(Column {
+            header: "PROBE",
+            fit: Fit::Cut(12),
+        });
+    }
     let sockets = s.components.iter().any(|u| u.socket.is_some());
     if sockets {
         header.push(Column {
@@ -210,6 +218,15 @@ pub fn human(s: &StackStatus, style: Style) -> String {
                 u.processes.to_string(),
                 u.restarts.to_string(),
             ];
+            if probes {
+                row.push(u.probe.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |p| match &p.error {
+                        None => format!("ok {:.0} ms", p.seconds * 1000.0),
+                        Some(e) => format!("failed: {e}"),
+                    },
+                ));
+            }
             if sockets {
                 row.push(u.socket.as_ref().map_or_else(
                     || "-".to_owned(),

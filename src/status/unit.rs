@@ -184,6 +184,7 @@ pub(super) fn collect_unit(
         restarts,
         status_text,
         given_up: gave_up,
+        probe: None,
         socket: None,
         started_after_boot: now
             .boot

@@ -54,6 +54,22 @@ impl Events {
         Ok(Events { rx, scope })
     }
 
+    /// The next relevant signal, waiting at most `timeout`; `None` when none came.
+    pub fn next_event_within(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Option<Result<Event, SystemdError>> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(e) => Some(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(SystemdError::Unreachable {
+                scope: self.scope,
+                address: self.scope.bus_address(),
+                reason: "the signal reader stopped".to_owned(),
+            })),
+        }
+    }
+
     /// Block until the next relevant signal.
     pub fn next_event(&self) -> Result<Event, SystemdError> {
         self.rx.recv().unwrap_or_else(|_| {

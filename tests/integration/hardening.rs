@@ -111,6 +111,10 @@ fn the_polkit_rules_allow_exactly_the_supervisor_and_the_admin_group_exactly_the
           ["carol", m, "imageserving-image.service", "kill"],
           ["carol", "org.freedesktop.systemd1.manage-unit-files", "imageserving.target", "enable"],
           ["nobody", m, "imageserving.target", "start"],
+          ["carol", m, "imageserving-svg.socket", "stop"],
+          ["carol", m, "imageserving-svg.socket", "start"],
+          ["imageserving", m, "imageserving-svg.socket", "stop"],
+          ["nobody", m, "imageserving-svg.socket", "start"],
         ];
         console.log(JSON.stringify(cases.map((c) => ask(...c))));
         "#
@@ -150,6 +154,10 @@ fn the_polkit_rules_allow_exactly_the_supervisor_and_the_admin_group_exactly_the
             Some("yes".to_owned()),
             None,
             None,
+            None,
+            None,
+            Some("yes".to_owned()),
+            Some("yes".to_owned()),
             None,
             None
         ]
