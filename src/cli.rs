@@ -75,8 +75,13 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum CommandArgs {
-    /// Start the Server Supervisor and every component; return once the stack serves.
-    Start,
+    /// Start the Server Supervisor and every component, or only the component named (ps, is
+    /// or svg: after 'stop NAME'); return once what was started serves.
+    Start {
+        /// Start only this component (and its socket, when switched on); the others are not
+        /// touched, and one that runs is left as it is.
+        component: Option<Component>,
+    },
     /// Stop every component and the Server Supervisor, or only the component named (ps, is
     /// or svg); return once no process of what was stopped is left.
     ///
@@ -186,7 +191,7 @@ fn request(args: Args) -> Result<Request, Error> {
         Scope::System
     };
     let command = match args.command {
-        CommandArgs::Start => Command::Start,
+        CommandArgs::Start { component } => Command::Start(component),
         CommandArgs::Stop { component } => Command::Stop(component),
         CommandArgs::Metrics { http } => Command::Metrics { http },
         CommandArgs::Alert { unit } => Command::Alert(unit),
@@ -262,7 +267,7 @@ fn request(args: Args) -> Result<Request, Error> {
             Command::Status(_, Format::JsonLines(_)) => {
                 return usage("status --follow works on one host")
             }
-            Command::Status(..) | Command::Start | Command::Stop(_) | Command::Restart(_) => {}
+            Command::Status(..) | Command::Start(_) | Command::Stop(_) | Command::Restart(_) => {}
             Command::Logs(l) if !l.follow => {}
             Command::Logs(_) => return usage(
                 "logs --follow works on one host; with --host, logs shows each host's last entries",

@@ -36,8 +36,8 @@ pub struct Request {
 /// One action on the stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `start`
-    Start,
+    /// `start`, optionally of one component.
+    Start(Option<Component>),
     /// `stop`, optionally of one component.
     Stop(Option<Component>),
     /// `restart`, optionally of one component.

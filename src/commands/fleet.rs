@@ -21,7 +21,7 @@ pub(super) fn run(fleet: &Fleet, scope: Scope, command: &Command, full: bool) ->
     }
     let (action, json) = match command {
         Command::Status(req, format) => (Action::Status(req.only), *format == Format::Json),
-        Command::Start => (Action::Start, false),
+        Command::Start(c) => (Action::Start(*c), false),
         Command::Stop(c) => (Action::Stop(*c), false),
         Command::Restart(c) => (Action::Restart(*c), false),
         Command::Logs(l) => (Action::Logs(l.clone()), false),

@@ -30,12 +30,19 @@ pub fn execute(request: &Request) -> i32 {
         Command::Metrics { http: true } => crate::serve::one_request(|| {
             crate::status::metrics_text(scope).map_err(|e| e.to_string())
         }),
-        Command::Start => control::control(
+        Command::Start(None) => control::control(
             scope,
             ask,
             ("Starting", "Image Serving"),
             TARGET,
             Stack::start,
+        ),
+        Command::Start(Some(c)) => control::control(
+            scope,
+            ask,
+            ("Starting", c.short_name()),
+            c.unit(),
+            |stack, p| stack.start_component(c, p),
         ),
         Command::Stop(None) => control::control(
             scope,

@@ -78,6 +78,8 @@ pub enum Outcome {
     Restarted,
     /// One component was restarted and is active again, with its new main PID.
     ComponentRestarted(Component, u32),
+    /// One component was started (or already ran) and answers, with its main PID.
+    ComponentStarted(Component, u32),
     /// One component was stopped and no process of its unit is left.
     ComponentStopped(Component),
     /// That component was already stopped.
@@ -94,6 +96,12 @@ impl std::fmt::Display for Outcome {
             Outcome::ComponentRestarted(c, pid) => write!(
                 f,
                 "{} ({c}) restarted: {} is active, main PID {pid}.",
+                c.title(),
+                c.unit()
+            ),
+            Outcome::ComponentStarted(c, pid) => write!(
+                f,
+                "{} ({c}) started: {} is active, main PID {pid}.",
                 c.title(),
                 c.unit()
             ),
@@ -262,6 +270,30 @@ impl Stack {
         component: Component,
         progress: &mut Progress,
     ) -> Result<Outcome, Error> {
+        let pid = self.bring_component(component, Manager::restart_unit, "restart", progress)?;
+        Ok(Outcome::ComponentRestarted(component, pid))
+    }
+
+    /// Start one component (after `stop NAME`, say); one that runs is left as it is, and
+    /// waited for until it answers. The others are not touched.
+    pub fn start_component(
+        &self,
+        component: Component,
+        progress: &mut Progress,
+    ) -> Result<Outcome, Error> {
+        let pid = self.bring_component(component, Manager::start_unit, "start", progress)?;
+        Ok(Outcome::ComponentStarted(component, pid))
+    }
+
+    /// The start or restart job (`enqueue`, `kind`) of one component, after the checks and
+    /// the clean slate it needs, and the wait until it answers; its main PID then.
+    fn bring_component(
+        &self,
+        component: Component,
+        enqueue: impl FnOnce(&Manager, &str) -> Result<OwnedObjectPath, crate::systemd::SystemdError>,
+        kind: &'static str,
+        progress: &mut Progress,
+    ) -> Result<u32, Error> {
         self.startable(|unit| unit == component.unit())?;
         self.check_probes_behind_sockets(&[component])?;
         let began = std::time::Instant::now();
@@ -272,8 +304,8 @@ impl Stack {
         self.start_socket(component)?;
         let wait = self.listen(std::slice::from_ref(unit))?;
         self.reset_failed(&[unit.name])?;
-        let job = self.mgr.restart_unit(unit.name)?;
-        progress.show("waiting for the restart job");
+        let job = enqueue(&self.mgr, unit.name)?;
+        progress.show(&format!("waiting for the {kind} job"));
         // Until the job is gone; a failure of the unit ends the wait early.
         let result = wait.until(Some(&job), |now| match (now.states.first(), now.result) {
             (Some(state), _) if state.has_failed() => Verdict::Fail(unit.failure(state)),
@@ -281,16 +313,16 @@ impl Stack {
             _ => Verdict::Wait,
         })?;
         let state = self.mgr.service_state(unit.path.as_str())?;
+        let verb = if kind == "start" {
+            "Starting"
+        } else {
+            "Restarting"
+        };
         // A unit that Restart= brings back is waited for as one that came up at once.
         if state.active_state == ActiveState::Active || state.will_retry() {
-            self.wait_serving(
-                std::slice::from_ref(unit),
-                ("Restarting", began),
-                None,
-                progress,
-            )?;
+            self.wait_serving(std::slice::from_ref(unit), (verb, began), None, progress)?;
             let state = self.mgr.service_state(unit.path.as_str())?;
-            return Ok(Outcome::ComponentRestarted(component, state.main_pid));
+            return Ok(state.main_pid);
         }
         if state.has_failed() || !job_succeeded(&result) {
             return Err(unit.failure(&state));
@@ -299,7 +331,7 @@ impl Stack {
             label: unit.label(),
             unit: unit.name.to_owned(),
             state: state.summary(),
-            doing: "restart".into(),
+            doing: kind.into(),
         })
     }
 

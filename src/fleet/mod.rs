@@ -40,8 +40,8 @@ pub const FLEET_LOG_LINES: u32 = 10;
 pub enum Action {
     /// `status [COMPONENT]` (as JSON).
     Status(Option<Component>),
-    /// `start`
-    Start,
+    /// `start [COMPONENT]`
+    Start(Option<Component>),
     /// `stop [COMPONENT]`
     Stop(Option<Component>),
     /// `restart [COMPONENT]`
@@ -67,7 +67,10 @@ impl Action {
                 args.extend(c.map(|c| c.short_name().to_owned()));
                 args.push("--json".into());
             }
-            Action::Start => args.push("start".into()),
+            Action::Start(c) => {
+                args.push("start".into());
+                args.extend(c.map(|c| c.short_name().to_owned()));
+            }
             Action::Stop(c) => {
                 args.push("stop".into());
                 args.extend(c.map(|c| c.short_name().to_owned()));

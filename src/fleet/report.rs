@@ -19,7 +19,7 @@ pub fn summary(results: &[HostResult], action: &Action, not_restarted: &[String]
     let ok = results.iter().filter(|r| r.ok).count();
     let verb = match action {
         Action::Status(_) => "running",
-        Action::Start => "started",
+        Action::Start(_) => "started",
         Action::Stop(_) => "stopped",
         Action::Restart(_) => "restarted",
         Action::Logs(_) => "answered",

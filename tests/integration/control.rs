@@ -117,6 +117,45 @@ fn stop_one_component_leaves_it_stopped_and_the_others_serving() {
     sb.run(&["stop", "bogus"]).code(2).stderr_one_line();
 }
 
+/// `start NAME` starts one stopped component and waits until it answers; on one that runs it
+/// changes nothing. The others keep their processes either way.
+#[test]
+fn start_one_component_brings_back_only_that_one() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let supervisor = sb.state(SUPERVISOR).main_pid;
+    sb.run(&["stop", "svg"]).code(0);
+    let (ps, is) = (
+        sb.main_pid(Component::Platform),
+        sb.main_pid(Component::Image),
+    );
+    sb.run(&["start", "svg"])
+        .code(0)
+        .stdout_has("SVG Server (svg) started: imageserving-svg.service is active, main PID");
+    let svg = sb.main_pid(Component::Svg);
+    assert_ne!(svg, 0);
+    assert!(imageserving::probe::check(
+        &imageserving::probe::parse_target(&format!("tcp://127.0.0.1:{}", sb.port(Component::Svg)))
+            .unwrap(),
+        Duration::from_secs(1)
+    )
+    .is_ok());
+    sb.run(&["start", "svg"]).code(0).stdout_has("started");
+    assert_eq!(
+        sb.main_pid(Component::Svg),
+        svg,
+        "start of a running svg restarted it"
+    );
+    assert_eq!(
+        (
+            sb.main_pid(Component::Platform),
+            sb.main_pid(Component::Image)
+        ),
+        (ps, is)
+    );
+    assert_eq!(sb.state(SUPERVISOR).main_pid, supervisor);
+}
+
 #[test]
 fn restart_all_replaces_every_process() {
     let sb = Sandbox::new();

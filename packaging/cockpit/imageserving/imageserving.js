@@ -80,9 +80,12 @@ function probeText(u) {
     return u.probe.ok ? `answers (${Math.round(u.probe.seconds * 1000)} ms)` : `no answer: ${u.probe.error}`;
 }
 
-/* An alert (role="alert"), as PatternFly draws one; the newest on top, at most three. */
+/* An alert (role="alert"), as PatternFly draws one; the newest on top, at most three. A
+ * success goes away by itself after 8 s; a failure stays until closed. */
 function alert(kind, title, detail) {
     const box = document.getElementById("alerts");
+    for (const old of box.querySelectorAll(".pf-m-success"))
+        old.remove();
     const a = el("div", { class: `pf-c-alert pf-m-inline pf-m-${kind}`, role: "alert" });
     a.appendChild(el("p", { class: "pf-c-alert__title" }, title));
     if (detail)
@@ -93,6 +96,8 @@ function alert(kind, title, detail) {
     box.prepend(a);
     while (box.children.length > 3)
         box.lastChild.remove();
+    if (kind === "success")
+        window.setTimeout(() => a.remove(), 8000);
 }
 
 function buttons(name) {
@@ -106,31 +111,46 @@ function buttons(name) {
     return cell;
 }
 
-function row(u) {
-    const tr = el("tr", { "data-component": u.name, "data-pid": u.pid || "" });
-    const cells = [
-        ["Component", `${u.name} (${u.title})`],
-        ["State", stateText(u) + (u.socket ? `; socket ${u.socket.state} ${u.socket.listen.join(" ")}` : "")],
-        ["PID", u.pid || "-"],
-        ["Uptime", duration(u.uptime_seconds)],
-        ["RSS", bytes(u.memory.rss_bytes) + (u.memory.limit_bytes ? ` / ${bytes(u.memory.limit_bytes)}` : "")],
-        ["Cgroup memory", bytes(u.memory.cgroup_bytes)],
-        ["Processes", String(u.processes)],
-        ["Restarts", String(u.restarts)],
-        ["Probe", probeText(u)],
-    ];
-    for (const [label, text] of cells) {
-        const td = el("td", { "data-label": label }, text);
-        if (label === "State") {
-            td.classList.add("imageserving-state");
-            td.setAttribute("data-state", u.state);
-        }
-        tr.appendChild(td);
-    }
-    const actions = el("td", { class: "pf-c-table__action", "data-label": "Actions" });
-    actions.appendChild(buttons(u.name));
+const LABELS = ["Component", "State", "PID", "Uptime", "RSS", "Cgroup memory", "Processes", "Restarts", "Probe"];
+
+/* Each component's row is made once and updated in place: a button under the pointer stays
+ * where it is while the figures change. */
+function row(name) {
+    let tr = document.querySelector(`tr[data-component='${name}']`);
+    if (tr)
+        return tr;
+    tr = el("tr", { "data-component": name, "data-pid": "" });
+    for (const label of LABELS)
+        tr.appendChild(el("td", { "data-label": label }));
+    const actions = el("td", { class: "imageserving-row-actions", "data-label": "Actions" });
+    actions.appendChild(buttons(name));
     tr.appendChild(actions);
+    document.getElementById("components").appendChild(tr);
     return tr;
+}
+
+function update(u) {
+    const tr = row(u.name);
+    tr.setAttribute("data-pid", u.pid || "");
+    const texts = [
+        `${u.name} (${u.title})`,
+        stateText(u) + (u.socket ? `; socket ${u.socket.state} ${u.socket.listen.join(" ")}` : ""),
+        u.pid || "-",
+        duration(u.uptime_seconds),
+        bytes(u.memory.rss_bytes) + (u.memory.limit_bytes ? ` / ${bytes(u.memory.limit_bytes)}` : ""),
+        bytes(u.memory.cgroup_bytes),
+        String(u.processes),
+        String(u.restarts),
+        probeText(u),
+    ];
+    texts.forEach((text, i) => {
+        const td = tr.children[i];
+        if (td.textContent !== String(text))
+            td.textContent = text;
+    });
+    const state = tr.children[1];
+    state.classList.add("imageserving-state");
+    state.setAttribute("data-state", u.state);
 }
 
 function render(doc) {
@@ -148,9 +168,8 @@ function render(doc) {
         ? `pid ${sup.pid}, up ${duration(sup.uptime_seconds)}, rss ${bytes(sup.memory.rss_bytes)}`
         : "";
     card.querySelector("[data-field=message]").textContent = doc.message || sup.status_text || "";
-    const body = document.getElementById("components");
-    const rows = doc.components.filter(u => COMPONENTS.includes(u.name)).map(row);
-    body.replaceChildren(...rows);
+    for (const u of doc.components.filter(u => COMPONENTS.includes(u.name)))
+        update(u);
     for (const b of document.querySelectorAll("button[data-action]"))
         b.disabled = busy && b.getAttribute("data-action") !== "logs" && b.getAttribute("data-action") !== "cancel";
 }
@@ -237,7 +256,8 @@ function showLogs(name) {
     document.getElementById("logs-title").textContent = `Logs of ${name}`;
     pre.setAttribute("data-logs", name);
     pre.textContent = "";
-    logs = cockpit.spawn([TOOL, "logs", name, "-n", "50", "--follow", "-o", "short-iso"], { err: "message" });
+    // journalctl's own words (a hint that the journal cannot be read) belong in the view too.
+    logs = cockpit.spawn([TOOL, "logs", name, "-n", "50", "--follow", "-o", "short-iso"], { err: "out" });
     logs.stream(chunk => {
         pre.textContent += chunk;
         const lines = pre.textContent.split("\n");

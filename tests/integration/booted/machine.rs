@@ -119,6 +119,12 @@ impl Machine {
     /// Boot a machine with `files` (host path, name) readable inside under [`IN`]. The
     /// project's tree (with its build outputs) is readable inside at its own path.
     pub fn boot(layout: Layout, files: &[(PathBuf, &str)]) -> Machine {
+        Machine::boot_unmasking(layout, files, &[])
+    }
+
+    /// [`Machine::boot`], leaving `unmasked` of the image's enabled units as the image has
+    /// them (a test that needs the image's Cockpit, say).
+    pub fn boot_unmasking(layout: Layout, files: &[(PathBuf, &str)], unmasked: &[&str]) -> Machine {
         let nspawn = nspawn_binary();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("isbox-{}-{n}", std::process::id());
@@ -141,7 +147,8 @@ impl Machine {
         // (/run/systemd/nspawn) goes to a tmpfs of that namespace too.
         let root = layout.root();
         let masks: String = masked_units(&root)
-            .iter()
+            .into_iter()
+            .filter(|u| !unmasked.contains(&u.as_str()))
             .map(|u| format!(" systemd.mask={u}"))
             .collect();
         let d = dir.display();

@@ -14,6 +14,7 @@
 //! `scripts/test.sh` runs first).
 
 mod ansible;
+mod cockpit;
 mod faults;
 mod fleet;
 mod machine;

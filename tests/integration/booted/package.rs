@@ -36,13 +36,18 @@ pub fn package(kind: &str, revision: u32) -> PathBuf {
 /// A machine with both builds of both packages under [`IN`] (as `1.deb`, `2.deb`, `1.rpm`,
 /// `2.rpm`) and stand-ins where the units expect the vendor's programs.
 pub fn machine(layout: Layout) -> Machine {
+    machine_unmasking(layout, &[])
+}
+
+/// [`machine`], with `unmasked` of the image's enabled units left as they are.
+pub fn machine_unmasking(layout: Layout, unmasked: &[&str]) -> Machine {
     let files = [
         (package("deb", 1), "1.deb"),
         (package("deb", 2), "2.deb"),
         (package("rpm", 1), "1.rpm"),
         (package("rpm", 2), "2.rpm"),
     ];
-    let m = Machine::boot(layout, &files);
+    let m = Machine::boot_unmasking(layout, &files, unmasked);
     // The vendor's programs: stand-ins on the original ports, at the paths the units name,
     // so that the shipped units run unchanged; ps and svg exit 143 on SIGTERM, as the JVMs
     // they stand in for do.
