@@ -242,10 +242,13 @@ impl Sandbox {
             };
             // "{root}" in a stand-in argument is the sandbox's directory (writable to it).
             let root = self.root.display().to_string();
-            // ps and svg are JVMs (Tomcat): they exit 143 on SIGTERM and hold tens of MiB.
-            // A test's own arguments come after these, and win.
+            // ps and svg are JVMs (Tomcat): they exit 143 on SIGTERM, hold tens of MiB and
+            // answer a second or more after they start. A test's own arguments come after
+            // these, and win.
             let jvm_like = match c {
-                Component::Platform | Component::Svg => "--term-exit 143 --hold-mib 24",
+                Component::Platform | Component::Svg => {
+                    "--term-exit 143 --hold-mib 24 --start-delay 1"
+                }
                 Component::Image => "",
             };
             let extra: Vec<String> = std::iter::once(jvm_like.to_owned())
@@ -429,6 +432,12 @@ impl Sandbox {
             self.root.join("config/systemd/user").join(unit),
         )
         .expect("mask");
+        self.reload();
+    }
+
+    /// Undo [`Sandbox::mask`].
+    pub fn unmask(&self, unit: &str) {
+        std::fs::remove_file(self.root.join("config/systemd/user").join(unit)).expect("unmask");
         self.reload();
     }
 

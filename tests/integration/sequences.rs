@@ -1,14 +1,16 @@
 //! Sequences of events, as operators and systemd produce them, against a model of the stack:
 //! a state-machine property test (`proptest-state-machine`) over the real-systemd harness.
 //!
-//! The model ([`Model`]) knows whether the stack runs and which components the operator
-//! stopped. Random sequences of [`Step`]s (`start`, `stop`, `restart`, `restart NAME`, `stop
-//! NAME`, `status`, `kill -9` of a component, `SIGSTOP` of one (hung), `daemon-reload`,
-//! `daemon-reexec`, a supervisor restart) run against a fresh private systemd each; after
+//! The model ([`Model`]) knows whether the stack runs, which components the operator stopped
+//! and which are masked. Random sequences of [`Step`]s (`start`, `stop`, `restart`, `start
+//! NAME`, `restart NAME`, `stop NAME`, `status`, `kill -9` of a component, `SIGSTOP` of one
+//! (hung), `systemctl mask` and `unmask` of one, `daemon-reload`, `daemon-reexec`, a
+//! supervisor restart, a restart of the bus) run against a fresh private systemd each; after
 //! every step the invariants ([`check`]) hold: `status --json` agrees with systemd for every
 //! unit and its exit code with the model; the supervisor is active whenever the stack runs,
 //! never restarted by systemd; a component the operator stopped stays stopped, a killed or
-//! hung one is back; after `stop` no process is left; every command exits with a
+//! hung one is back; a command that would start a masked unit exits 5 and changes nothing,
+//! while `stop` still stops it; after `stop` no process is left; every command exits with a
 //! documented code; no alert. A failure shrinks to the shortest failing sequence, and the
 //! seed is printed first.
 //!
@@ -35,11 +37,22 @@ pub struct Model {
     running: bool,
     /// Per component (in [`Component::ALL`] order): stopped by the operator.
     stopped: [bool; 3],
+    /// Per component: masked (`systemctl mask`).
+    masked: [bool; 3],
 }
 
 impl Model {
     fn index(c: Component) -> usize {
         Component::ALL.iter().position(|x| *x == c).unwrap_or(0)
+    }
+
+    fn masked(&self, c: Component) -> bool {
+        self.masked.get(Model::index(c)).copied().unwrap_or(false)
+    }
+
+    /// `start` and `restart` refuse (exit 5, nothing changed) while any unit is masked.
+    fn any_masked(&self) -> bool {
+        self.masked.iter().any(|m| *m)
     }
 }
 
@@ -50,7 +63,11 @@ pub enum Step {
     Stop,
     Restart,
     RestartOne(Component),
+    StartOne(Component),
     StopOne(Component),
+    Mask(Component),
+    Unmask(Component),
+    BusRestart,
     Status,
     Kill(Component),
     Hang(Component),
@@ -77,6 +94,7 @@ impl ReferenceStateMachine for Reference {
         Just(Model {
             running: false,
             stopped: [true; 3],
+            masked: [false; 3],
         })
         .boxed()
     }
@@ -89,6 +107,9 @@ impl ReferenceStateMachine for Reference {
             2 => Just(Step::Status),
             1 => Just(Step::DaemonReload),
             1 => Just(Step::DaemonReexec),
+            1 => Just(Step::BusRestart),
+            1 => component().prop_map(Step::Mask),
+            2 => component().prop_map(Step::Unmask),
         ];
         if !state.running {
             return always.boxed();
@@ -96,6 +117,7 @@ impl ReferenceStateMachine for Reference {
         prop_oneof![
             4 => always,
             2 => component().prop_map(Step::RestartOne),
+            1 => component().prop_map(Step::StartOne),
             2 => component().prop_map(Step::StopOne),
             2 => component().prop_map(Step::Kill),
             1 => component().prop_map(Step::Hang),
@@ -107,15 +129,23 @@ impl ReferenceStateMachine for Reference {
     fn preconditions(state: &Model, step: &Step) -> bool {
         match step {
             // Acts on a running stack only; a kill or a hang on a running component.
-            Step::RestartOne(_) | Step::StopOne(_) | Step::SupervisorRestart => state.running,
-            Step::Kill(c) | Step::Hang(c) => state.running && !state.stopped[Model::index(*c)],
+            Step::RestartOne(_)
+            | Step::StartOne(_)
+            | Step::StopOne(_)
+            | Step::SupervisorRestart => state.running,
+            // A masked unit that dies has no unit file to be restarted by: not a case here.
+            Step::Kill(c) | Step::Hang(c) => {
+                state.running && !state.stopped[Model::index(*c)] && !state.masked(*c)
+            }
+            Step::Mask(c) => !state.masked(*c),
+            Step::Unmask(c) => state.masked(*c),
             _ => true,
         }
     }
 
     fn apply(mut state: Model, step: &Step) -> Model {
         match step {
-            Step::Start | Step::Restart => {
+            Step::Start | Step::Restart if !state.any_masked() => {
                 state.running = true;
                 state.stopped = [false; 3];
             }
@@ -123,10 +153,14 @@ impl ReferenceStateMachine for Reference {
                 state.running = false;
                 state.stopped = [true; 3];
             }
-            Step::RestartOne(c) => state.stopped[Model::index(*c)] = false,
+            Step::RestartOne(c) | Step::StartOne(c) if !state.masked(*c) => {
+                state.stopped[Model::index(*c)] = false;
+            }
+            Step::Mask(c) => state.masked[Model::index(*c)] = true,
+            Step::Unmask(c) => state.masked[Model::index(*c)] = false,
             Step::StopOne(c) => state.stopped[Model::index(*c)] = true,
-            // Killed and hung ones are brought back (systemd, the supervisor); the others
-            // change nothing the operator decided.
+            // Killed and hung ones are brought back (systemd, the supervisor); a start
+            // refused for a masked unit, and the others, change nothing the operator decided.
             _ => {}
         }
         state
@@ -163,11 +197,22 @@ impl StateMachineTest for StackTest {
                 r.stderr
             );
         };
+        // A command that would start a masked unit: exit 5 (not installed), nothing changed.
+        let all = if model.any_masked() { &[5][..] } else { &[0] };
+        let one = |c: Component| if model.masked(c) { &[5][..] } else { &[0] };
         match step {
-            Step::Start => cmd(&["start"], &[0]),
+            Step::Start => cmd(&["start"], all),
             Step::Stop => cmd(&["stop"], &[0]),
-            Step::Restart => cmd(&["restart"], &[0]),
-            Step::RestartOne(c) => cmd(&["restart", c.short_name()], &[0]),
+            Step::Restart => cmd(&["restart"], all),
+            Step::RestartOne(c) => cmd(&["restart", c.short_name()], one(c)),
+            Step::StartOne(c) => cmd(&["start", c.short_name()], one(c)),
+            Step::Mask(c) => sb.mask(c.unit()),
+            Step::Unmask(c) => sb.unmask(c.unit()),
+            Step::BusRestart => {
+                sb.systemctl(&["restart", "dbus.service"]).code(0);
+                // Long enough for the supervisor to notice and reconnect.
+                std::thread::sleep(Duration::from_secs(2));
+            }
             Step::StopOne(c) => cmd(&["stop", c.short_name()], &[0]),
             Step::Status => {
                 let all_up = model.running && model.stopped.iter().all(|s| !s);
