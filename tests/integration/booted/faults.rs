@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use imageserving::component::SUPERVISOR;
 
-use super::in_both_layouts;
 use super::machine::{Layout, Machine};
 use super::package::installed;
+use super::{in_both_layouts, in_layouts};
 
 fn production_faults(layout: Layout) {
     let m = installed(layout);
@@ -289,3 +289,82 @@ fn alert_mail(layout: Layout) {
     );
 }
 in_both_layouts!(a_give_up_sends_one_mail_through_the_local_mta, alert_mail);
+
+/// Mail to a relay that requires TLS: exim with a certificate for `localhost` from a CA the
+/// box trusts (update-ca-certificates), the relay given as `smtp://localhost:25?tls=required`:
+/// the alert is submitted over STARTTLS (rustls, the system's CA store), as it is to any relay
+/// that is not this machine. The same relay under a name its certificate does not carry
+/// (`127.0.0.1`) is refused by the TLS handshake: the mail is not sent, the failure is logged
+/// at crit with why, and the alert unit ends failed.
+fn alert_mail_over_starttls(layout: Layout) {
+    let m = installed(layout);
+    m.sh(
+        "set -e; cd /root
+         openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=imageserving-test-ca \
+             -keyout ca.key -out ca.crt 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout exim.key -out exim.csr 2>/dev/null
+         printf 'subjectAltName=DNS:localhost\n' >san.ext
+         openssl x509 -req -in exim.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+             -extfile san.ext -out exim.crt 2>/dev/null
+         install -m 0644 ca.crt /usr/local/share/ca-certificates/imageserving-test-ca.crt
+         update-ca-certificates >/dev/null 2>&1
+         install -m 0640 -g Debian-exim exim.key /etc/exim4/exim.key
+         install -m 0644 exim.crt /etc/exim4/exim.crt
+         echo 'MAIN_TLS_ENABLE = yes' >>/etc/exim4/exim4.conf.localmacros
+         update-exim4.conf
+         systemctl restart exim4
+         useradd -m ops
+         mkdir -p /etc/systemd/system/imageserving-alert@.service.d
+         printf '%s\n' '[Service]' 'Environment=IMAGESERVING_ALERT_MAIL_TO=ops@localhost' \
+             'Environment=IMAGESERVING_ALERT_SMTP=smtp://localhost:25?tls=required' \
+             >/etc/systemd/system/imageserving-alert@.service.d/50-mail.conf
+         printf '%s\n' '#!/bin/sh' 'echo \"SvgServer: JAVA_HOME is not set\"' 'exit 1' \
+             >/usr/local/scene7/ImageServing/bin/SvgServer
+         systemctl daemon-reload",
+    )
+    .code(0);
+    let alert_unit = "imageserving-alert@imageserving-svg.service.service";
+    let _ = m.sh_timeout("ImageServing start", Duration::from_secs(120));
+    m.eventually(Duration::from_secs(60), "a mail in /var/mail/ops", || {
+        m.sh("grep -c '^Subject: ' /var/mail/ops 2>/dev/null; true")
+            .stdout
+            .trim()
+            == "1"
+    });
+    assert_eq!(m.prop(alert_unit, "Result"), "success");
+    // exim's log line for the message received: over esmtp with TLS (X=TLS...).
+    let log = m
+        .sh("grep '<= imageserving-alert@' /var/log/exim4/mainlog")
+        .code(0)
+        .stdout;
+    assert!(
+        log.contains("P=esmtps") && log.contains(" X=TLS"),
+        "the alert was not submitted over TLS:\n{log}"
+    );
+
+    // The same relay by an address its certificate does not name: no mail, the reason at
+    // crit, the alert unit failed.
+    m.sh(
+        "sed -i 's|smtp://localhost:25|smtp://127.0.0.1:25|' \
+             /etc/systemd/system/imageserving-alert@.service.d/50-mail.conf && systemctl daemon-reload",
+    )
+    .code(0);
+    let _ = m.sh_timeout("ImageServing start", Duration::from_secs(120));
+    m.eventually(
+        Duration::from_secs(60),
+        "the second alert's unit failed",
+        || m.prop(alert_unit, "ActiveState") == "failed",
+    );
+    let said = m
+        .sh(&format!(
+            "journalctl -u {alert_unit} -p crit -o cat --no-pager"
+        ))
+        .stdout;
+    assert!(said.contains("alert NOT mailed to ops@localhost"), "{said}");
+    assert_eq!(
+        m.sh("grep -c '^Subject: ' /var/mail/ops").stdout.trim(),
+        "1",
+        "a mail went out over a TLS connection that failed its check"
+    );
+}
+in_layouts!(an_alert_goes_to_a_relay_over_starttls, alert_mail_over_starttls, unified => Unified);
