@@ -26,8 +26,13 @@ impl Fleet {
 
     /// [`Fleet::boot`], with extra `sshd` options.
     fn boot_with(installed: usize, bare: usize, sshd_options: &str) -> Fleet {
-        let dir =
-            std::env::temp_dir().join(format!("isfleet-{}-{installed}-{bare}", std::process::id()));
+        // A fleet of its own per call: tests of one run boot fleets of the same size at once.
+        static FLEETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = FLEETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "isfleet-{}-{n}-{installed}-{bare}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("fleet dir");
         let key = dir.join("id");
@@ -291,6 +296,68 @@ fn a_rolling_restart_keeps_all_but_one_host_serving() {
     fleet
         .run(&["--host", "host1,host2,host3", "status"])
         .code(0);
+}
+
+/// A rolling restart meeting a local `stop` on the host it is restarting (two operators, one
+/// on the fleet, one on the host): the local stop wins there, that host's restart exits 1
+/// saying another command stopped it, and the rolling restart stops at that batch (exit 1),
+/// naming the host it did not restart, which it leaves untouched.
+#[test]
+fn a_rolling_restart_stops_at_a_host_stopped_under_it() {
+    let fleet = Fleet::boot(2, 0);
+    // host1's Platform Server answers 4 s after it starts: room for the local stop.
+    fleet.hosts[0]
+        .sh("sed -i 's|--term-exit=143|--term-exit=143 --start-delay 4|' /usr/local/scene7/ImageServing/bin/PlatformServer && grep -q start-delay /usr/local/scene7/ImageServing/bin/PlatformServer")
+        .code(0);
+    let host2_ps = fleet.hosts[1].prop("imageserving-platform.service", "MainPID");
+    let dir = fleet.dir.clone();
+    let rolling = std::thread::spawn(move || {
+        run_fleet(
+            &dir,
+            &["--host", "host1,host2", "restart", "--serial", "1"],
+            Duration::from_secs(300),
+        )
+    });
+    // Once host1's restart has begun (its supervisor replaced), its operator stops it.
+    let old = fleet.hosts[0].prop("imageserving-supervisor.service", "MainPID");
+    fleet.hosts[0].eventually(Duration::from_secs(30), "host1's restart begun", || {
+        fleet.hosts[0].prop("imageserving-platform.service", "ActiveState") == "active"
+            && fleet.hosts[0].prop("imageserving-supervisor.service", "MainPID") != old
+    });
+    fleet.hosts[0]
+        .sh_timeout("ImageServing stop", Duration::from_secs(60))
+        .code(0);
+    let r = rolling.join().expect("the rolling restart");
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("another command stopped it")
+            || r.stderr.contains("another command stopped it"),
+        "host1's failure does not say why:\n{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("not restarted: host2"),
+        "the hosts left alone are not named:\n{}",
+        r.stderr
+    );
+    // host1 stays stopped (the later word); host2 was not touched.
+    for unit in [
+        "imageserving.target",
+        "imageserving-supervisor.service",
+        "imageserving-platform.service",
+    ] {
+        assert_eq!(
+            fleet.hosts[0].prop(unit, "ActiveState"),
+            "inactive",
+            "host1 {unit}"
+        );
+    }
+    assert_eq!(
+        fleet.hosts[1].prop("imageserving-platform.service", "MainPID"),
+        host2_ps,
+        "host2 was restarted after the failed batch"
+    );
 }
 
 /// sshd's `MaxStartups` (here: no second unauthenticated connection at all) drops
