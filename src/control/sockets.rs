@@ -74,6 +74,10 @@ impl Stack {
             if now.states.iter().all(|s| s.active_state.is_down()) {
                 return Verdict::Done(());
             }
+            // Up with no job left: its stop was replaced (another command started it).
+            if let Some(e) = super::stop::started_meanwhile(&stopping, now.states) {
+                return Verdict::Fail(e);
+            }
             let labels: Vec<String> = stopping.iter().map(StackUnit::label).collect();
             progress.show(&format!(
                 "stopping {} to switch it to its socket",

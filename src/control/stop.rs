@@ -136,7 +136,7 @@ impl Stack {
 
 /// Once the stop job is gone: the first unit still up with no job pending, which is not going
 /// to stop (another command started it again while we were stopping).
-fn started_meanwhile(units: &[StackUnit], states: &[ServiceState]) -> Option<Error> {
+pub(super) fn started_meanwhile(units: &[StackUnit], states: &[ServiceState]) -> Option<Error> {
     units
         .iter()
         .zip(states)
