@@ -16,7 +16,8 @@ export IMAGESERVING_BENCH_CLI="$PWD/target/bench/ImageServing"
 export IMAGESERVING_BENCH_FLOOR="$PWD/target/bench/dbus_floor"
 cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 bench::bench
 # Months of uptime, compressed: probes every 0.1 s and 10,000 scrapes; the supervisor's RSS,
-# descriptors, threads and log lines must stay flat (IMAGESERVING_SOAK_SECONDS, 600 by default).
+# descriptors, threads and log lines must stay flat (IMAGESERVING_SOAK_SECONDS, 600 by default;
+# a week's probes: IMAGESERVING_SOAK_INTERVAL=0.05 IMAGESERVING_SOAK_SECONDS=6200).
 cargo test --release --locked --test integration -- --ignored --nocapture --test-threads=1 uptime::
 # The booted rows need the packages (packaging/build-packages.sh).
 packaging/build-packages.sh >/dev/null

@@ -118,13 +118,13 @@ fn main() {
     if !args.ignore_sigterm {
         let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminated));
     }
-    let serving: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>> =
+    let serving: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<u64>>>> =
         Arc::new(std::sync::Mutex::new(None));
     let exit_if_terminated = || {
         if terminated.load(Ordering::SeqCst) {
             let serve_thread = serving.lock().ok().and_then(|mut s| s.take());
-            if let Some(t) = serve_thread {
-                let _ = t.join();
+            if let Some(accepted) = serve_thread.and_then(|t| t.join().ok()) {
+                eprintln!("imageserving-standin: stopping after {accepted} connections");
             }
             std::thread::sleep(secs(args.stop_delay));
             match args.term_exit {
@@ -241,11 +241,12 @@ fn spawn_child() -> Option<Child> {
 
 /// Answer connections until `stop`: accepted one at a time (non-blocking, checked every
 /// 5 ms), so that after `stop` nothing more is taken from a listening socket that another
-/// process (systemd, the next instance) shares.
-fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool, stop: &AtomicBool) {
+/// process (systemd, the next instance) shares. Returns how many connections it accepted.
+fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool, stop: &AtomicBool) -> u64 {
     let mut held: Vec<TcpStream> = Vec::new();
+    let mut accepted = 0u64;
     if listener.set_nonblocking(true).is_err() {
-        return;
+        return accepted;
     }
     while !stop.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -259,6 +260,7 @@ fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool, stop: &AtomicBoo
                 continue;
             }
         };
+        accepted += 1;
         let _ = stream.set_nonblocking(false);
         if hang.load(Ordering::SeqCst) {
             // Hung: accept nothing more, answer nothing, keep what we have open.
@@ -266,10 +268,11 @@ fn serve(listener: &TcpListener, path: &str, hang: &AtomicBool, stop: &AtomicBoo
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            return;
+            return accepted;
         }
         let _ = answer(stream, path);
     }
+    accepted
 }
 
 fn answer(stream: TcpStream, path: &str) -> std::io::Result<()> {
