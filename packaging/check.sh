@@ -31,7 +31,7 @@ presetdir=$(pkg-config --variable=systemdsystempresetdir systemd)
 units="imageserving.target imageserving-supervisor.service imageserving-platform.service imageserving-image.service imageserving-svg.service imageserving-metrics.socket imageserving-metrics@.service imageserving-alert@.service imageserving-platform.socket imageserving-image.socket imageserving-svg.socket"
 expected_common="/usr/bin/ImageServing /usr/bin/imageserving /usr/libexec/imageserving/imageserving-supervisor
 /usr/lib/sysusers.d/imageserving.conf /usr/share/polkit-1/rules.d/50-imageserving.rules
-/usr/share/imageserving/prometheus/imageserving.rules.yml
+/usr/share/imageserving/prometheus/imageserving.rules.yml /usr/share/imageserving/tomcat/imageserving-tomcat.jar
 /usr/share/cockpit/imageserving/manifest.json /usr/share/cockpit/imageserving/index.html
 /usr/share/cockpit/imageserving/imageserving.js /usr/share/cockpit/imageserving/imageserving.css
 /usr/share/man/man1/ImageServing.1.gz /usr/share/man/man1/imageserving.1.gz

@@ -19,11 +19,12 @@ demo="systemd dbus-daemon util-linux procps libc6-dev"
 # for the Ansible collection's tests (contrib/ansible: ansible, ansible-playbook,
 # ansible-galaxy, ansible-doc, ansible-test) and python3-venv for the venvs that
 # ansible-lint (from PyPI) and ansible-test's sanity tests run in; tomcat10 for the booted
-# stage's real Platform and SVG servers (Tomcat JVMs, as in production); cockpit-ws,
+# stage's real Platform and SVG servers (Tomcat JVMs, as in production) and default-jdk-headless
+# to build the Tomcat listener the packages ship (packaging/tomcat/build.sh); cockpit-ws,
 # cockpit-bridge and cockpit-system (the web console the page lives in), chromium,
 # chromium-driver and python3-selenium (the real browser that tests it). README.md's
 # "Tests" says which test needs which package.
-test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat exim4-daemon-light debhelper pkg-config lintian rpm rpmlint nodejs ansible-core python3-venv tomcat10 cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium"
+test="$demo systemd-container polkitd debootstrap prometheus curl openssh-server socat exim4-daemon-light debhelper pkg-config lintian rpm rpmlint nodejs ansible-core python3-venv tomcat10 default-jdk-headless cockpit-ws cockpit-bridge cockpit-system chromium chromium-driver python3-selenium"
 # The benchmark adds the fleet tools it is measured against: pdsh, ClusterShell (clush),
 # parallel-ssh (pssh).
 bench="$test pdsh clustershell pssh"

@@ -409,3 +409,127 @@ fn a_tcp_probe_behind_a_socket_is_refused_before_anything_changes() {
         "inactive"
     );
 }
+
+/// What svg is left in, its socket on, before the next command.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Left {
+    /// `stop svg` (its socket stopped with it).
+    Stopped,
+    /// Its program crashed until systemd gave up (which fails its socket too:
+    /// `service-start-limit-hit`), and the operator has since fixed it.
+    GivenUp,
+    /// Stopped and masked for maintenance.
+    Masked,
+}
+
+/// The commands that meet it, and what each must leave: (exit code, svg serving).
+const THEN: &[(&[&str], Option<(i32, bool)>)] = &[
+    (&["start"], None),
+    (&["start", "svg"], None),
+    (&["restart", "svg"], None),
+    (&["restart"], None),
+    (&["stop"], Some((0, false))),
+    (&["stop", "svg"], Some((0, false))),
+];
+
+fn leave(sb: &Sandbox, left: Left) {
+    match left {
+        Left::Stopped => {
+            sb.run(&["stop", "svg"]).code(0);
+        }
+        Left::Masked => {
+            sb.run(&["stop", "svg"]).code(0);
+            sb.mask(Component::Svg.unit());
+        }
+        Left::GivenUp => {
+            sb.dropin(
+                Component::Svg.unit(),
+                "70-crash",
+                "[Service]\nExecStart=\nExecStart=/bin/sh -c 'sleep 0.3; exit 1'\nRestartSec=100ms\n",
+            );
+            sb.reload();
+            sb.systemctl(&["restart", Component::Svg.unit()]);
+            eventually(Duration::from_secs(20), "svg given up", || {
+                sb.state(Component::Svg.unit()).gave_up()
+            });
+            let _ = std::fs::remove_file(
+                sb.root
+                    .join("config/systemd/user")
+                    .join(format!("{}.d/70-crash.conf", Component::Svg.unit())),
+            );
+            sb.reload();
+        }
+    }
+}
+
+/// A unit's `ActiveState`, as systemctl shows it.
+fn active_state(sb: &Sandbox, unit: &str) -> String {
+    sb.systemctl(&["show", "-P", "ActiveState", unit])
+        .code(0)
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+/// From each state svg can be left in with its socket on, each command: its exit code, and
+/// svg and its socket both serving, or both down with the port refusing connections (a
+/// masked svg: every start refused with exit 5, nothing changed).
+fn sockets_from(left: Left) {
+    for (args, expected) in THEN {
+        let sb = stack(&[Component::Svg], Options::default());
+        leave(&sb, left);
+        let socket_before = active_state(&sb, Component::Svg.socket());
+        let (code, serving) = match (left, expected) {
+            (_, Some(e)) => *e,
+            (Left::Masked, None) => (5, false),
+            (_, None) => (0, true),
+        };
+        let r = sb.run(args);
+        let case = format!("{left:?} svg, then {}", args.join(" "));
+        assert_eq!(r.code, code, "{case}: {}", r.stderr);
+        let (svg, socket) = (
+            active_state(&sb, Component::Svg.unit()),
+            active_state(&sb, Component::Svg.socket()),
+        );
+        if serving {
+            assert!(
+                svg == "active" && socket == "active",
+                "{case}: svg {svg}, socket {socket}"
+            );
+            assert!(!refused(&sb, Component::Svg), "{case}: svg refuses");
+        } else {
+            assert!(
+                svg != "active" && socket != "active",
+                "{case}: svg {svg}, socket {socket}"
+            );
+            assert!(refused(&sb, Component::Svg), "{case}: svg's port accepts");
+            if code == 5 {
+                assert_eq!(socket, socket_before, "{case}: the socket changed");
+            }
+        }
+        // The others serve whatever happened to svg, unless the command stopped them.
+        let others_up = *args != ["stop"];
+        for c in [Component::Platform, Component::Image] {
+            assert_eq!(
+                active_state(&sb, c.unit()) == "active",
+                others_up,
+                "{case}: {c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sockets_from_a_stopped_component() {
+    sockets_from(Left::Stopped);
+}
+
+#[test]
+fn sockets_from_a_component_systemd_gave_up_on() {
+    sockets_from(Left::GivenUp);
+}
+
+#[test]
+fn sockets_from_a_masked_component() {
+    sockets_from(Left::Masked);
+}
