@@ -422,8 +422,11 @@ enum Left {
     Masked,
 }
 
-/// The commands that meet it, and what each must leave: (exit code, svg serving).
-const THEN: &[(&[&str], Option<(i32, bool)>)] = &[
+/// A command, and what it must leave whatever the state: (exit code, svg serving).
+type Then = (&'static [&'static str], Option<(i32, bool)>);
+
+/// The commands that meet it.
+const THEN: &[Then] = &[
     (&["start"], None),
     (&["start", "svg"], None),
     (&["restart", "svg"], None),
