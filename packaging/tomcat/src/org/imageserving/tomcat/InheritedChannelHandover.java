@@ -16,6 +16,7 @@ import org.apache.catalina.Service;
 import org.apache.catalina.connector.Connector;
 import org.apache.juli.logging.Log;
 import org.apache.juli.logging.LogFactory;
+import org.apache.tomcat.util.net.AbstractEndpoint;
 import org.apache.tomcat.util.threads.LimitLatch;
 
 /**
@@ -68,7 +69,11 @@ public class InheritedChannelHandover implements LifecycleListener {
     }
 
     private static void handOver(Connector connector) throws Exception {
-        Object endpoint = endpointOf(connector);
+        AbstractEndpoint<?, ?> endpoint = endpointOf(connector);
+        if (!endpoint.isRunning() || endpoint.isPaused()) {
+            // Never started (a start that failed), or already paused: nothing accepts.
+            return;
+        }
         LimitLatch latch = (LimitLatch) field(endpoint, "connectionLimitLatch");
         if (latch == null) {
             log.warn("[" + connector + "] has no connection limit (maxConnections=\"-1\"): "
@@ -113,13 +118,13 @@ public class InheritedChannelHandover implements LifecycleListener {
         return inet;
     }
 
-    private static Object endpointOf(Connector connector) throws Exception {
+    private static AbstractEndpoint<?, ?> endpointOf(Connector connector) throws Exception {
         Object handler = connector.getProtocolHandler();
         for (Class<?> c = handler.getClass(); c != null; c = c.getSuperclass()) {
             try {
                 java.lang.reflect.Method m = c.getDeclaredMethod("getEndpoint");
                 m.setAccessible(true);
-                return m.invoke(handler);
+                return (AbstractEndpoint<?, ?>) m.invoke(handler);
             } catch (NoSuchMethodException e) {
                 // Declared further up.
             }
