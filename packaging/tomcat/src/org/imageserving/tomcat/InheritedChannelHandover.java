@@ -7,6 +7,8 @@ import java.net.Socket;
 import java.net.SocketAddress;
 import java.nio.channels.Channel;
 import java.nio.channels.ServerSocketChannel;
+import java.util.HashMap;
+import java.util.Map;
 
 import org.apache.catalina.Lifecycle;
 import org.apache.catalina.LifecycleEvent;
@@ -36,7 +38,8 @@ import org.apache.tomcat.util.threads.LimitLatch;
  * accepts (a client's or this one) and waits at the connection limit instead of accepting.
  * When Tomcat pauses the connector, the acceptor leaves that wait without accepting again;
  * every connection that arrives from then on waits in the socket's backlog for the next
- * server. Connectors on a port of their own are left alone.
+ * server. Connectors on a port of their own are left alone. Once the server has stopped, each
+ * connector gets its connection limit back (for a server started again in the same JVM).
  *
  * <p>In {@code server.xml}:
  * {@code <Listener className="org.imageserving.tomcat.InheritedChannelHandover"/>}
@@ -48,17 +51,29 @@ public class InheritedChannelHandover implements LifecycleListener {
     /** How long to wait for the acceptor to reach the connection limit. */
     private static final long WAIT_MILLIS = 2000;
 
+    /** The connection limits lowered at the stop, to give back once stopped. */
+    private final Map<Connector, Object> lowered = new HashMap<>();
+
     @Override
     public void lifecycleEvent(LifecycleEvent event) {
-        if (!Lifecycle.BEFORE_STOP_EVENT.equals(event.getType())
-                || !(event.getLifecycle() instanceof Server)) {
+        if (!(event.getLifecycle() instanceof Server)) {
+            return;
+        }
+        if (Lifecycle.AFTER_STOP_EVENT.equals(event.getType())) {
+            for (Map.Entry<Connector, Object> e : lowered.entrySet()) {
+                e.getKey().setProperty("maxConnections", String.valueOf(e.getValue()));
+            }
+            lowered.clear();
+            return;
+        }
+        if (!Lifecycle.BEFORE_STOP_EVENT.equals(event.getType())) {
             return;
         }
         for (Service service : ((Server) event.getLifecycle()).findServices()) {
             for (Connector connector : service.findConnectors()) {
                 if ("true".equals(String.valueOf(connector.getProperty("useInheritedChannel")))) {
                     try {
-                        handOver(connector);
+                        handOver(connector, lowered);
                     } catch (Exception e) {
                         log.warn("Could not hand the inherited socket of [" + connector
                                 + "] over; Tomcat stops it as usual, and may reset one connection", e);
@@ -68,7 +83,8 @@ public class InheritedChannelHandover implements LifecycleListener {
         }
     }
 
-    private static void handOver(Connector connector) throws Exception {
+    private static void handOver(Connector connector, Map<Connector, Object> lowered)
+            throws Exception {
         AbstractEndpoint<?, ?> endpoint = endpointOf(connector);
         if (!endpoint.isRunning() || endpoint.isPaused()) {
             // Never started (a start that failed), or already paused: nothing accepts.
@@ -84,6 +100,7 @@ public class InheritedChannelHandover implements LifecycleListener {
         if (address == null) {
             return;
         }
+        lowered.put(connector, connector.getProperty("maxConnections"));
         connector.setProperty("maxConnections", "0");
         long deadline = System.nanoTime() + WAIT_MILLIS * 1_000_000;
         try (Socket wake = new Socket()) {
