@@ -70,6 +70,9 @@ pub struct Options {
     pub no_units: bool,
     /// Extra lines for the supervisor's drop-in `[Service]` section.
     pub supervisor: Vec<String>,
+    /// The manager's hard time limit (it is killed after it): 900 s unless a test (the soak)
+    /// needs longer.
+    pub lifetime: Option<Duration>,
 }
 
 impl Options {
@@ -85,6 +88,10 @@ impl Options {
         self.supervisor.push(line.to_owned());
         self
     }
+    pub fn lifetime(mut self, limit: Duration) -> Self {
+        self.lifetime = Some(limit);
+        self
+    }
 }
 
 pub struct Sandbox {
@@ -93,6 +100,8 @@ pub struct Sandbox {
     pub ports: [u16; 3],
     manager: Option<Child>,
     pub bus: String,
+    /// The manager's hard time limit ([`Options::lifetime`]).
+    lifetime: Duration,
 }
 
 /// A port no other sandbox of this run hands out: a per-process range walked by a counter,
@@ -149,6 +158,7 @@ impl Sandbox {
             cgroup: name,
             ports,
             manager: None,
+            lifetime: opts.lifetime.unwrap_or(Duration::from_secs(900)),
         };
         sb.write_harness_units();
         write(
@@ -369,7 +379,8 @@ impl Sandbox {
         // booted box) the real one stays visible: it also holds the inaccessible nodes that
         // units' mount namespaces are built from (hiding them fails those units with 226).
         let script = format!(
-            "{join}exec timeout -s KILL 900 unshare -m --propagation private sh -c '{{ [ -d /run/systemd/system ] || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system; }}; }} && exec {} --user --unit=imageserving-test.target'",
+            "{join}exec timeout -s KILL {} unshare -m --propagation private sh -c '{{ [ -d /run/systemd/system ] || {{ mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system; }}; }} && exec {} --user --unit=imageserving-test.target'",
+            self.lifetime.as_secs(),
             systemd.display()
         );
         let unit_path = format!(

@@ -64,7 +64,8 @@ fn months_of_uptime_leave_the_supervisor_flat() {
     let fast = format!(
         "Environment=IMAGESERVING_PROBE_INTERVAL_SEC={interval} IMAGESERVING_PROBE_TIMEOUT_SEC=0.5"
     );
-    let mut opts = Options::default();
+    // The manager lives past the soak: warm-up, the scrapes, the readings and the stop.
+    let mut opts = Options::default().lifetime(Duration::from_secs(seconds + 1800));
     for c in Component::ALL {
         opts = opts.service(c, &fast);
     }
