@@ -133,6 +133,9 @@ mod tests {
             "IMAGESERVING_PROBE_TIMEOUT_SEC=1e-10",
             "IMAGESERVING_PROBE_TIMEOUT_SEC=0.01",
             "IMAGESERVING_PROBE_INTERVAL_SEC=0.001",
+            // The interval's floor is 0.05 s, the timeout's 0.1 s.
+            "IMAGESERVING_PROBE_INTERVAL_SEC=0.04",
+            "IMAGESERVING_PROBE_TIMEOUT_SEC=0.05",
             // A probe may not outlast what the watchdog period can hold.
             "IMAGESERVING_PROBE_TIMEOUT_SEC=3600",
             "IMAGESERVING_PROBE_TIMEOUT_SEC=11",
@@ -141,6 +144,21 @@ mod tests {
                 ProbeSettings::from_environment("u", &env(&["IMAGESERVING_PROBE=tcp://a:1", kv]));
             assert!(r.is_err(), "{kv}");
         }
+    }
+
+    #[test]
+    fn the_shortest_interval_is_accepted() {
+        let s = ProbeSettings::from_environment(
+            "u",
+            &env(&[
+                "IMAGESERVING_PROBE=tcp://a:1",
+                "IMAGESERVING_PROBE_INTERVAL_SEC=0.05",
+                "IMAGESERVING_PROBE_TIMEOUT_SEC=0.1",
+            ]),
+        )
+        .expect("accepted")
+        .expect("a probe");
+        assert_eq!(s.interval, std::time::Duration::from_millis(50));
     }
 
     #[test]

@@ -121,13 +121,19 @@ fn switch_to_sockets(m: &Machine) {
     for unit in ["imageserving-platform.socket", "imageserving-svg.socket"] {
         assert_eq!(m.prop(unit, "ActiveState"), "active", "{unit}");
     }
-    let log = m
-        .sh("journalctl -u imageserving-platform.service -o cat --no-pager | grep -c JVMInheritedChannel; true")
-        .stdout;
     assert!(
-        log.trim().parse::<u32>().unwrap_or(0) > 0,
+        ps_logged(m, "JVMInheritedChannel"),
         "Tomcat did not take the inherited channel"
     );
+}
+
+/// Whether ps's journal has a line with `text`.
+fn ps_logged(m: &Machine, text: &str) -> bool {
+    m.sh(&format!(
+        "journalctl -u imageserving-platform.service -o cat --no-pager | grep -qF '{text}'"
+    ))
+    .code
+        == 0
 }
 
 /// `restart ps` under the client, without the socket and then with it (and the listener):
@@ -138,11 +144,8 @@ pub fn restart_ps_with_and_without(layout: Layout) -> (Figures, Figures, Machine
     tomcat_listener(&m, true);
     switch_to_sockets(&m);
     let [with, _] = under_load(&m, "ImageServing restart ps");
-    let handed = m
-        .sh("journalctl -u imageserving-platform.service -o cat --no-pager | grep -c 'Handed the inherited socket'; true")
-        .stdout;
     assert!(
-        handed.trim().parse::<u32>().unwrap_or(0) > 0,
+        ps_logged(&m, "Handed the inherited socket"),
         "Tomcat's stop did not run the listener"
     );
     (without, with, m)
