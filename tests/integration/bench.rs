@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR, TARGET};
 
-use crate::harness::{Options, Sandbox, IMAGESERVING};
+use crate::harness::{env_or, Options, Sandbox, IMAGESERVING};
 
 fn seconds_setting(name: &str, default: u64) -> Duration {
     Duration::from_secs(
@@ -200,10 +200,7 @@ fn children_cpu_ticks() -> u64 {
 #[test]
 #[ignore = "benchmark: run scripts/bench.sh"]
 fn bench() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let runs: usize = env_or("BENCH_RUNS", 200);
     let mut table = Table { rows: Vec::new() };
     let cli = cli();
 

@@ -635,6 +635,15 @@ fn collect_pids(dir: &Path, out: &mut Vec<u32>) {
     }
 }
 
+/// A setting of a benchmark or soak from the environment (`name`), or `default` where it is
+/// unset or not a number.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Poll `cond` every 20 ms until it holds; fail the test if `limit` passes first.
 #[track_caller]
 pub fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {

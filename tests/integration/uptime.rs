@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
 
-use crate::harness::{Options, Sandbox};
+use crate::harness::{env_or, Options, Sandbox};
 
 /// VmRSS (KiB), open descriptors and threads of a process at rest: the least of 50
 /// readings 7 ms apart, since a probe round runs on threads of its own with a socket each
@@ -52,16 +52,10 @@ fn reading(pid: u32) -> (u64, usize, u64) {
 #[test]
 #[ignore = "benchmark: run scripts/bench.sh"]
 fn months_of_uptime_leave_the_supervisor_flat() {
-    let seconds: u64 = std::env::var("IMAGESERVING_SOAK_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
+    let seconds: u64 = env_or("IMAGESERVING_SOAK_SECONDS", 600);
     // The probe interval (IMAGESERVING_SOAK_INTERVAL, 0.1 s by default; 0.05 s is the
     // shortest the supervisor takes).
-    let interval: f64 = std::env::var("IMAGESERVING_SOAK_INTERVAL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.1);
+    let interval: f64 = env_or("IMAGESERVING_SOAK_INTERVAL", 0.1);
     let fast = format!(
         "Environment=IMAGESERVING_PROBE_INTERVAL_SEC={interval} IMAGESERVING_PROBE_TIMEOUT_SEC=0.5"
     );
@@ -91,10 +85,7 @@ fn months_of_uptime_leave_the_supervisor_flat() {
     let lines0 = lines();
     let t0 = Instant::now();
     // 10,000 scrapes (IMAGESERVING_SOAK_SCRAPES), spread over the soak.
-    let scrapes: u32 = std::env::var("IMAGESERVING_SOAK_SCRAPES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let scrapes: u32 = env_or("IMAGESERVING_SOAK_SCRAPES", 10_000);
     let mut failed_scrapes = 0;
     let mut done = 0u32;
     while t0.elapsed() < Duration::from_secs(seconds) || done < scrapes {

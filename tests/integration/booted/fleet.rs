@@ -10,7 +10,7 @@ use super::machine::{Layout, Machine, IN};
 use super::package::machine;
 use super::upgrade::Client;
 use crate::fleet::run_fleet;
-use crate::harness::{run_with_timeout, Run};
+use crate::harness::{env_or, run_with_timeout, Run};
 
 pub(super) struct Fleet {
     pub(super) dir: PathBuf,
@@ -656,10 +656,7 @@ fn fleet_benchmark() {
     // (ControlPath by alias, %n: %C hashes the HostName, which all aliases share here).
     let mut fleet = Fleet::boot_with(1, 0, "-o UsePAM=no");
     fleet.aliases(50);
-    let runs = std::env::var("BENCH_FLEET_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let runs = env_or("BENCH_FLEET_RUNS", 10);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let mut table = Vec::new();
     let mut one_host = [0.0f64; 2];

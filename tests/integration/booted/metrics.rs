@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::in_both_layouts;
 use super::machine::{Layout, Machine};
 use super::package::installed;
+use crate::harness::env_or;
 
 const SOCKET: &str = "imageserving-metrics.socket";
 
@@ -378,10 +379,7 @@ fn scrape(m: &Machine, n: u32) -> Vec<(String, u32)> {
 #[test]
 #[ignore = "benchmark: run scripts/bench.sh"]
 fn endpoint_soak() {
-    let n: u32 = std::env::var("IMAGESERVING_SOAK_SCRAPES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let n: u32 = env_or("IMAGESERVING_SOAK_SCRAPES", 10_000);
     let m = installed(Layout::Unified);
     m.sh("ImageServing start").code(0);
     m.sh(&format!("systemctl enable --now {SOCKET}")).code(0);
