@@ -188,7 +188,7 @@ impl Supervisor {
                 ),
             ),
             Guard::Held { .. } => {}
-            Guard::Restart => match self.mgr.restart_unit(unit) {
+            Guard::Restart => match self.mgr.try_restart_unit(unit) {
                 Ok(_) => {
                     log::log(Priority::Warning, &format!("restarting {unit}: {what}"));
                     if g.restarted(now) {
@@ -265,7 +265,9 @@ impl Supervisor {
             ),
             Step::Restart { failures } => {
                 let unit = w.component.unit();
-                match self.mgr.restart_unit(unit) {
+                // A try-restart: if the operator stopped it, or systemd gave up on it, since
+                // the probes failed, systemd leaves it down rather than start it again.
+                match self.mgr.try_restart_unit(unit) {
                     Ok(_) => {
                         log::log(
                             Priority::Warning,

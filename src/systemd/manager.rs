@@ -246,6 +246,13 @@ impl Manager {
         self.job_call("RestartUnit", &(unit, "replace"))
     }
 
+    /// Enqueue a restart job only if the unit runs (`systemctl try-restart`): systemd itself
+    /// decides, at the moment it takes the call, so a unit stopped or given up meanwhile is
+    /// left down.
+    pub fn try_restart_unit(&self, unit: &str) -> Result<OwnedObjectPath, SystemdError> {
+        self.job_call("TryRestartUnit", &(unit, "replace"))
+    }
+
     /// Clear a unit's failed state and its start-limit counter (`systemctl reset-failed`).
     pub fn reset_failed_unit(&self, unit: &str) -> Result<(), SystemdError> {
         match self.job_call::<_, ()>("ResetFailedUnit", &(unit,)) {
