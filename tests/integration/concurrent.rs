@@ -3,8 +3,8 @@
 //! operators at once" says the same in words.
 //!
 //! ps and svg take a second to start (`--start-delay 1`) and ps one to stop (it exits 143
-//! a second after SIGTERM, as a JVM finishing its requests), so the second command always
-//! lands while the first waits. Every pair checks: both end within a minute with one of the
+//! a second after SIGTERM, as a JVM finishing its requests); the second command is started
+//! once systemd holds the first one's job on ps, so it always lands while the first waits. Every pair checks: both end within a minute with one of the
 //! codes the table allows, never a panic; each prints at most one line on stderr and that
 //! line says what happened; the stack ends in the state the table says, with no half-done
 //! unit (no job pending, and either every member up or every member down).
@@ -25,8 +25,8 @@ enum End {
     Down,
 }
 
-/// One pair: the first command, the second (started 400 ms later), the codes each may end
-/// with, what the loser's message must say, and how the stack ends.
+/// One pair: the first command, the second (started once the first's job runs), the codes
+/// each may end with, what the loser's message must say, and how the stack ends.
 struct Pair {
     first: &'static [&'static str],
     second: &'static [&'static str],
@@ -103,10 +103,9 @@ fn run_pair(pair: &Pair) -> Result<(), String> {
         sb.run(&["start"]).code(0);
     }
     let env = sb.env();
-    let spawn = |args: &'static [&'static str], delay_ms: u64| {
+    let spawn = |args: &'static [&'static str]| {
         let env = env.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(delay_ms));
             run_with_timeout(
                 std::process::Command::new(IMAGESERVING)
                     .arg("--user")
@@ -117,7 +116,16 @@ fn run_pair(pair: &Pair) -> Result<(), String> {
             )
         })
     };
-    let (a, b) = (spawn(pair.first, 0), spawn(pair.second, 400));
+    // The second command comes while the first one waits: once systemd holds the first's
+    // job on ps (which takes a second to start and to stop), not after a fixed delay that
+    // a loaded machine can outrun.
+    let a = spawn(pair.first);
+    eventually(
+        Duration::from_secs(20),
+        "the first command's job on ps",
+        || sb.state(Component::Platform.unit()).job_id != 0,
+    );
+    let b = spawn(pair.second);
     let outs = [
         a.join()
             .map_err(|_| "the first command's thread panicked")?,
