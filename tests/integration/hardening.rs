@@ -89,10 +89,12 @@ fn the_polkit_rules_allow_exactly_the_supervisor_and_the_admin_group_exactly_the
         }};
         const m = "org.freedesktop.systemd1.manage-units";
         const cases = [
-          ["imageserving", m, "imageserving-image.service", "restart"],
-          ["imageserving", m, "imageserving-platform.service", "restart"],
-          ["imageserving", m, "imageserving-svg.service", "restart"],
+          ["imageserving", m, "imageserving-image.service", "try-restart"],
+          ["imageserving", m, "imageserving-platform.service", "try-restart"],
+          ["imageserving", m, "imageserving-svg.service", "try-restart"],
           ["imageserving", m, "imageserving-image.service", "stop"],
+          ["imageserving", m, "imageserving-image.service", "restart"],
+          ["imageserving", m, "imageserving-image.service", "start"],
           ["imageserving", m, "imageserving-supervisor.service", "restart"],
           ["imageserving", m, "imageserving.target", "restart"],
           ["imageserving", m, "ssh.service", "restart"],
@@ -137,6 +139,8 @@ fn the_polkit_rules_allow_exactly_the_supervisor_and_the_admin_group_exactly_the
             yes.clone(),
             yes.clone(),
             yes,
+            None,
+            None,
             None,
             None,
             None,

@@ -323,19 +323,30 @@ fn supervisor_and_polkit(layout: Layout) {
         ]
     );
 
-    // The account may restart the three components and nothing else.
+    // The account may try-restart the three components (restart one that runs) and nothing
+    // else: a component the operator stopped stays stopped.
     let svg = m.main_pid(Component::Svg.unit());
     m.sh_as(
         "imageserving",
-        "systemctl --no-ask-password restart imageserving-svg.service",
+        "systemctl --no-ask-password try-restart imageserving-svg.service",
     )
     .code(0);
     assert_ne!(svg, m.main_pid(Component::Svg.unit()));
+    m.sh("systemctl stop imageserving-svg.service").code(0);
+    m.sh_as(
+        "imageserving",
+        "systemctl --no-ask-password try-restart imageserving-svg.service",
+    )
+    .code(0);
+    assert_eq!(m.prop(Component::Svg.unit(), "ActiveState"), "inactive");
+    m.sh("systemctl start imageserving-svg.service").code(0);
     let journald = m.main_pid("systemd-journald.service");
     for (verb, unit) in [
         ("stop", "imageserving.target"),
         ("restart", "imageserving.target"),
         ("stop", "imageserving-svg.service"),
+        ("restart", "imageserving-svg.service"),
+        ("start", "imageserving-image.service"),
         ("restart", "systemd-journald.service"),
         ("restart", "imageserving-supervisor.service"),
     ] {
