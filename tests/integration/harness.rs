@@ -635,6 +635,39 @@ fn collect_pids(dir: &Path, out: &mut Vec<u32>) {
     }
 }
 
+/// VmRSS (KiB), open descriptors and threads of a process at rest: the least of 50
+/// readings 7 ms apart (the supervisor's probe rounds and systemd's forks hold threads,
+/// sockets and pages for a moment; a reading in the middle of one sees them).
+pub fn footprint(pid: u32) -> (u64, usize, u64) {
+    let readings: Vec<(u64, usize, u64)> = (0..50)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(7));
+            reading(pid)
+        })
+        .collect();
+    (
+        readings.iter().map(|r| r.0).min().unwrap_or(0),
+        readings.iter().map(|r| r.1).min().unwrap_or(0),
+        readings.iter().map(|r| r.2).min().unwrap_or(0),
+    )
+}
+
+fn reading(pid: u32) -> (u64, usize, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0);
+    (field("VmRSS:"), fds, field("Threads:"))
+}
+
 /// A setting of a benchmark or soak from the environment (`name`), or `default` where it is
 /// unset or not a number.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -14,40 +14,7 @@ use std::time::{Duration, Instant};
 
 use imageserving::component::{Component, SUPERVISOR};
 
-use crate::harness::{env_or, Options, Sandbox};
-
-/// VmRSS (KiB), open descriptors and threads of a process at rest: the least of 50
-/// readings 7 ms apart, since a probe round runs on threads of its own with a socket each
-/// (a reading in the middle of one sees them).
-fn footprint(pid: u32) -> (u64, usize, u64) {
-    let readings: Vec<(u64, usize, u64)> = (0..50)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(7));
-            reading(pid)
-        })
-        .collect();
-    (
-        readings.iter().map(|r| r.0).min().unwrap_or(0),
-        readings.iter().map(|r| r.1).min().unwrap_or(0),
-        readings.iter().map(|r| r.2).min().unwrap_or(0),
-    )
-}
-
-fn reading(pid: u32) -> (u64, usize, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(Iterator::count)
-        .unwrap_or(0);
-    (field("VmRSS:"), fds, field("Threads:"))
-}
+use crate::harness::{env_or, footprint, Options, Sandbox};
 
 #[test]
 #[ignore = "benchmark: run scripts/bench.sh"]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::in_both_layouts;
 use super::machine::{Layout, Machine};
 use super::package::installed;
-use crate::harness::env_or;
+use crate::harness::{env_or, footprint};
 
 const SOCKET: &str = "imageserving-metrics.socket";
 
@@ -310,29 +310,6 @@ fn journal_cursor(m: &Machine) -> String {
         .to_owned()
 }
 
-/// VmRSS (KiB) and open descriptors of the box's PID 1 at rest: the least of 10 readings
-/// 100 ms apart.
-fn pid1_footprint(m: &Machine) -> (u64, u64) {
-    let out = m
-        .sh("for i in 1 2 3 4 5 6 7 8 9 10; do \
-               echo $(awk '/^VmRSS:/{print $2}' /proc/1/status) $(ls /proc/1/fd | wc -l); \
-               sleep 0.1; done")
-        .code(0)
-        .stdout;
-    let readings: Vec<(u64, u64)> = out
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace().map(|v| v.parse::<u64>().ok());
-            Some((f.next()??, f.next()??))
-        })
-        .collect();
-    assert_eq!(readings.len(), 10, "{out}");
-    (
-        readings.iter().map(|r| r.0).min().unwrap_or(0),
-        readings.iter().map(|r| r.1).min().unwrap_or(0),
-    )
-}
-
 /// Scrape the endpoint `n` times from inside the box, by two clients at once (each one
 /// scrape after another, as Prometheus does; two keep both CPUs busy); the HTTP codes
 /// counted. In rounds of at most 1,000, each under its own timeout.
@@ -387,14 +364,14 @@ fn endpoint_soak() {
     let warm = scrape(&m, 200);
     assert_eq!(warm, [("200".to_owned(), 200)], "warm-up scrapes");
     no_instance_left(&m);
-    let (rss0, fds0) = pid1_footprint(&m);
+    let (rss0, fds0, _) = footprint(m.pid1());
     let accepted0: u64 = m.prop(SOCKET, "NAccepted").parse().unwrap_or(0);
     let cursor = journal_cursor(&m);
     let t = std::time::Instant::now();
     let codes = scrape(&m, n);
     let took = t.elapsed();
     no_instance_left(&m);
-    let (rss1, fds1) = pid1_footprint(&m);
+    let (rss1, fds1, _) = footprint(m.pid1());
     let accepted = m.prop(SOCKET, "NAccepted").parse::<u64>().unwrap_or(0) - accepted0;
     let connections = m.prop(SOCKET, "NConnections");
     let about_instances = instance_journal(&m, Some(&cursor));
