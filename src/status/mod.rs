@@ -5,6 +5,11 @@
 //! state pipelined with reads of what only systemd knows (main PID, restart count); then procfs
 //! and the cgroup files for the rest. Nothing is fetched for a component that was not asked
 //! for, nor what the output will not show.
+//!
+//! Looking changes nothing: on a serving stack no unit is loaded and no property changes, so
+//! the supervisor and every watcher sleep through a `status` or a Prometheus scrape. The
+//! sockets are asked for only if systemd holds them, and a socket it does not hold is asked
+//! about on disk.
 
 mod metrics;
 mod render;
@@ -18,7 +23,10 @@ use zbus::zvariant::OwnedValue;
 use crate::component::{Component, Member, SUPERVISOR};
 use crate::error::{exit, Error};
 use crate::procinfo::{CgroupReader, ProcReader};
-use crate::systemd::{ActiveState, Manager, PropertyInterface, PropertyRequest, Scope};
+use crate::systemd::{
+    ActiveState, Manager, PropertyInterface, PropertyRequest, ReadsAndFileStates, Scope,
+    UnitsWithProperties,
+};
 use unit::{collect_unit, Clocks, UnitContext};
 
 pub use metrics::prometheus;
@@ -356,15 +364,19 @@ fn collect_with(
         .chain(components.iter().map(|c| c.unit()))
         .collect();
     let socket_names: Vec<&str> = components.iter().map(|c| c.socket()).collect();
-    // One round trip: the states of all units (ListUnitsByNames loads unit files not yet
-    // loaded) and the properties the table shows.
+    // One round trip: the states of the stack's units (ListUnitsByNames loads unit files not
+    // yet loaded), the sockets systemd holds (loading none: loading one to look at it would
+    // wake everyone watching the stack), and the properties the table shows.
     let props = if req.systemd_uptime {
         &PROPS[..]
     } else {
         PROPS.get(..PROPS.len() - 1).unwrap_or_default()
     };
-    let (mut infos, values) = mgr.units_with_properties(&names, &socket_names, props)?;
-    let socket_infos = infos.split_off(names.len().min(infos.len()));
+    let UnitsWithProperties {
+        units: infos,
+        loaded: socket_infos,
+        values,
+    } = mgr.units_with_properties(&names, &socket_names, props)?;
     // Not installed: no unit file and nothing running, for every unit asked for. Any other
     // member is shown; one whose file was removed while it runs (`not-found`, active) says
     // so on its row.
@@ -440,81 +452,87 @@ fn collect_with(
         .collect();
     // A socket in use shows on its component's row: what it listens on, when it holds the
     // port (or failed); whether it is switched on, when it is stopped with its component
-    // (both read in this same round trip, and only then).
-    let socket_reads: Vec<(usize, &str)> = socket_infos
-        .iter()
-        .zip(infos.iter().skip(1))
-        .enumerate()
-        .filter_map(|(i, (sock, service))| {
-            if !sock.is_installed() || sock.is_masked() {
-                None
-            } else if !sock.active_state.is_down() || sock.active_state == ActiveState::Failed {
-                Some((i, "Listen"))
-            } else if !running(service) {
-                Some((i, "UnitFileState"))
-            } else {
-                None
-            }
-        })
-        .collect();
-    let socket_requests = socket_reads.iter().filter_map(|(i, name)| {
-        socket_infos.get(*i).map(|info| PropertyRequest {
-            path: info.path.as_str(),
-            interface: if *name == "Listen" {
-                PropertyInterface::Socket
-            } else {
-                PropertyInterface::Unit
-            },
-            name,
-        })
-    });
+    // (both read in this same round trip, and only then). A socket in use is loaded; one
+    // that is not is asked about on disk, not loaded.
+    let mut listen_reads: Vec<usize> = Vec::new();
+    let mut file_reads: Vec<usize> = Vec::new();
+    for (i, (sock, service)) in socket_infos.iter().zip(infos.iter().skip(1)).enumerate() {
+        let in_use = sock.as_ref().is_some_and(|s| {
+            s.is_installed()
+                && !s.is_masked()
+                && (!s.active_state.is_down() || s.active_state == ActiveState::Failed)
+        });
+        if in_use {
+            listen_reads.push(i);
+        } else if !running(service) {
+            file_reads.push(i);
+        }
+    }
     let all_requests: Vec<PropertyRequest<'_>> = result_requests
         .iter()
         .copied()
-        .chain(socket_requests)
+        .chain(listen_reads.iter().filter_map(|i| {
+            socket_infos
+                .get(*i)
+                .and_then(Option::as_ref)
+                .map(|info| PropertyRequest {
+                    path: info.path.as_str(),
+                    interface: PropertyInterface::Socket,
+                    name: "Listen",
+                })
+        }))
         .collect();
-    let mut answers = if all_requests.is_empty() {
-        Vec::new()
+    let files: Vec<&str> = file_reads
+        .iter()
+        .filter_map(|i| socket_names.get(*i).copied())
+        .collect();
+    let ReadsAndFileStates {
+        values: mut answers,
+        file_states,
+    } = if all_requests.is_empty() && files.is_empty() {
+        ReadsAndFileStates::default()
     } else {
-        mgr.get_many(&all_requests)?
+        mgr.get_many_and_file_states(&all_requests, &files)?
     };
-    let socket_answers = answers.split_off(result_requests.len().min(answers.len()));
+    let listens = answers.split_off(result_requests.len().min(answers.len()));
     let mut sockets: Vec<Option<SocketStatus>> = vec![None; socket_infos.len()];
-    for ((i, name), value) in socket_reads.iter().zip(socket_answers) {
-        let (Some(info), Some(slot), Some(c)) = (
+    for (i, value) in listen_reads.iter().zip(listens) {
+        let (Some(Some(info)), Some(slot), Some(c)) = (
             socket_infos.get(*i),
             sockets.get_mut(*i),
             components.get(*i),
         ) else {
             continue;
         };
-        *slot = if *name == "Listen" {
-            Some(SocketStatus {
-                unit: c.socket(),
-                state: if info.active_state == ActiveState::Failed {
-                    "failed"
-                } else if info.active_state == ActiveState::Active {
-                    "listening"
-                } else {
-                    info.active_state.as_str()
-                },
-                listen: value
-                    .and_then(|v| Vec::<(String, String)>::try_from(v).ok())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, a)| a)
-                    .collect(),
-            })
-        } else {
-            let enabled = value
-                .and_then(|v| String::try_from(v).ok())
-                .is_some_and(|s| s.starts_with("enabled"));
-            enabled.then_some(SocketStatus {
+        *slot = Some(SocketStatus {
+            unit: c.socket(),
+            state: if info.active_state == ActiveState::Failed {
+                "failed"
+            } else if info.active_state == ActiveState::Active {
+                "listening"
+            } else {
+                info.active_state.as_str()
+            },
+            listen: value
+                .and_then(|v| Vec::<(String, String)>::try_from(v).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+        });
+    }
+    for (i, state) in file_reads.iter().zip(file_states) {
+        let (Some(slot), Some(c)) = (sockets.get_mut(*i), components.get(*i)) else {
+            continue;
+        };
+        // `enabled` and `enabled-runtime`: switched on, stopped with its component.
+        *slot = state
+            .is_some_and(|s| s.starts_with("enabled"))
+            .then_some(SocketStatus {
                 unit: c.socket(),
                 state: "stopped",
                 listen: Vec::new(),
-            })
-        };
+            });
     }
     let mut sockets = sockets.into_iter();
     let mut results = answers.into_iter();

@@ -34,6 +34,26 @@ pub struct Manager {
     reader: AtomicBool,
 }
 
+/// What [`Manager::units_with_properties`] answers.
+#[derive(Debug)]
+pub struct UnitsWithProperties {
+    /// One row per unit asked for by name, in the order asked.
+    pub units: Vec<UnitInfo>,
+    /// Per unit asked for only if loaded, in the order asked: its row, or `None`.
+    pub loaded: Vec<Option<UnitInfo>>,
+    /// The properties, unit by unit.
+    pub values: Vec<Option<OwnedValue>>,
+}
+
+/// What [`Manager::get_many_and_file_states`] answers.
+#[derive(Debug, Default)]
+pub struct ReadsAndFileStates {
+    /// The properties, in the order asked.
+    pub values: Vec<Option<OwnedValue>>,
+    /// The unit files' enablement, in the order asked.
+    pub file_states: Vec<Option<String>>,
+}
+
 /// One property to fetch with [`Manager::get_many`].
 #[derive(Debug, Clone, Copy)]
 pub struct PropertyRequest<'a> {
@@ -344,6 +364,23 @@ impl Manager {
             .collect())
     }
 
+    /// A call of the manager's own `method`, to send with [`Manager::pipeline`].
+    fn manager_message<B>(
+        &self,
+        method: &'static str,
+        body: &B,
+    ) -> Result<(Message, &'static str), SystemdError>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        Message::method_call(MANAGER_PATH, method)
+            .and_then(|b| b.destination(DESTINATION))
+            .and_then(|b| b.interface(MANAGER_IFACE))
+            .and_then(|b| b.build(body))
+            .map(|m| (m, method))
+            .map_err(|e| SystemdError::from_call(self.scope, method, e))
+    }
+
     fn get_call(&self, req: &PropertyRequest<'_>) -> Result<(Message, &'static str), SystemdError> {
         Message::method_call(req.path, "Get")
             .and_then(|b| b.destination(DESTINATION))
@@ -378,24 +415,30 @@ impl Manager {
             .collect())
     }
 
-    /// `ListUnitsByNames(names + more)` and, in the same round trip, the service properties
-    /// `props` of each unit of `names` (`names.len() * props.len()` values, unit by unit; none
-    /// for `more`). The Gets go to the units' well-known object paths; the manager answers in
-    /// order, so the list call has loaded every unit before the first Get arrives.
+    /// In one round trip: `ListUnitsByNames(names)` (loading what is not loaded), the service
+    /// properties `props` of each unit of `names` (`names.len() * props.len()` values, unit by
+    /// unit), and the units of `loaded` that systemd holds in memory, by
+    /// `ListUnitsByPatterns`, which loads nothing: each is `None` when not loaded. The Gets go
+    /// to the units' well-known object paths; the manager answers in order, so the list call
+    /// has loaded every unit before the first Get arrives.
+    ///
+    /// Loading a unit only to look at it is not free for others: systemd announces it
+    /// (`UnitNew`), changes the units it names (a socket's service gains `TriggeredBy`), and
+    /// drops it again at its next garbage collection, so every client watching the stack (the
+    /// supervisor, `status --follow`) is woken twice. Units that matter only when in use are
+    /// asked for in `loaded`.
     pub fn units_with_properties(
         &self,
         names: &[&str],
-        more: &[&str],
+        loaded: &[&str],
         props: &[&str],
-    ) -> Result<(Vec<UnitInfo>, Vec<Option<OwnedValue>>), SystemdError> {
-        let listed: Vec<&str> = names.iter().chain(more).copied().collect();
-        let list = Message::method_call(MANAGER_PATH, "ListUnitsByNames")
-            .and_then(|b| b.destination(DESTINATION))
-            .and_then(|b| b.interface(MANAGER_IFACE))
-            .and_then(|b| b.build(&(listed,)))
-            .map_err(|e| SystemdError::from_call(self.scope, "ListUnitsByNames", e))?;
+    ) -> Result<UnitsWithProperties, SystemdError> {
+        let mut calls = vec![self.manager_message("ListUnitsByNames", &(names,))?];
+        if !loaded.is_empty() {
+            let no_states: &[&str] = &[];
+            calls.push(self.manager_message("ListUnitsByPatterns", &(no_states, loaded))?);
+        }
         let paths: Vec<String> = names.iter().map(|n| unit_path(n)).collect();
-        let mut calls = vec![(list, "ListUnitsByNames")];
         for path in &paths {
             for name in props {
                 calls.push(self.get_call(&PropertyRequest {
@@ -406,17 +449,66 @@ impl Manager {
             }
         }
         let mut replies = self.pipeline(&calls)?.into_iter();
-        let list = replies.next().ok_or_else(|| SystemdError::Call {
+        let units = self.unit_list(replies.next(), "ListUnitsByNames")?;
+        let in_memory = if loaded.is_empty() {
+            Vec::new()
+        } else {
+            self.unit_list(replies.next(), "ListUnitsByPatterns")?
+        };
+        let loaded = loaded
+            .iter()
+            .map(|want| in_memory.iter().find(|i| i.name == *want).cloned())
+            .collect();
+        Ok(UnitsWithProperties {
+            units,
+            loaded,
+            values: replies.map(Manager::value_of).collect(),
+        })
+    }
+
+    /// The rows of one `ListUnitsBy*` reply.
+    fn unit_list(
+        &self,
+        reply: Option<Result<Message, SystemdError>>,
+        method: &'static str,
+    ) -> Result<Vec<UnitInfo>, SystemdError> {
+        let reply = reply.ok_or_else(|| SystemdError::Call {
             scope: self.scope,
-            method: "ListUnitsByNames",
+            method,
             detail: "no reply".into(),
         })??;
-        let raw: Vec<RawUnitInfo> = list
+        let raw: Vec<RawUnitInfo> = reply
             .body()
             .deserialize()
-            .map_err(|e| SystemdError::from_call(self.scope, "ListUnitsByNames", e))?;
-        let infos = raw.into_iter().map(UnitInfo::from_wire).collect();
-        Ok((infos, replies.map(Manager::value_of).collect()))
+            .map_err(|e| SystemdError::from_call(self.scope, method, e))?;
+        Ok(raw.into_iter().map(UnitInfo::from_wire).collect())
+    }
+
+    /// [`Manager::get_many`] and, in the same round trip, the enablement of each unit file in
+    /// `files` (`enabled`, `disabled`, `masked`, …, as `systemctl is-enabled` prints it), read
+    /// from disk without loading the unit; `None` where there is no such file or no answer.
+    pub fn get_many_and_file_states(
+        &self,
+        requests: &[PropertyRequest<'_>],
+        files: &[&str],
+    ) -> Result<ReadsAndFileStates, SystemdError> {
+        let mut calls = requests
+            .iter()
+            .map(|r| self.get_call(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        for file in files {
+            calls.push(self.manager_message("GetUnitFileState", &(file,))?);
+        }
+        let mut replies = self.pipeline(&calls)?;
+        let states = replies
+            .split_off(requests.len().min(replies.len()))
+            .into_iter()
+            .map(|r| r.ok()?.body().deserialize::<String>().ok())
+            .collect();
+        Ok(ReadsAndFileStates {
+            values: replies.into_iter().map(Manager::value_of).collect(),
+            file_states: states,
+        })
     }
 
     /// The states of one service unit that explain why it is (not) running.

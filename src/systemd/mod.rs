@@ -24,7 +24,10 @@ use zbus::zvariant::OwnedObjectPath;
 pub use error::SystemdError;
 pub use events::{Event, Events};
 pub use jobs::{JobWait, Standing, Verdict};
-pub use manager::{Manager, PropertyInterface, PropertyRequest, DEFAULT_CALL_TIMEOUT};
+pub use manager::{
+    Manager, PropertyInterface, PropertyRequest, ReadsAndFileStates, UnitsWithProperties,
+    DEFAULT_CALL_TIMEOUT,
+};
 pub use state::{
     exec_status, gave_up, prevented, ActiveState, ExecStatus, FailureTiming, RestartPrevented,
     ServiceState, SocketState, UnitInfo,

@@ -303,6 +303,15 @@ fn a_stopped_component_refuses_connections_and_stays_stopped() {
     );
     let row = sb.run(&["status", "svg"]).code(3).stdout;
     assert!(row.contains("stopped"), "{row}");
+    // Switched on and stopped with its component: read from the unit file's enablement.
+    let doc: Value =
+        serde_json::from_str(&sb.run(&["status", "--json", "svg"]).code(3).stdout).unwrap();
+    assert_eq!(doc["components"][0]["socket"]["state"], "stopped", "{doc}");
+    assert_eq!(
+        doc["components"][0]["socket"]["unit"],
+        Component::Svg.socket(),
+        "{doc}"
+    );
     assert!(
         !refused(&sb, Component::Platform),
         "ps lost its socket with svg's stop"

@@ -365,3 +365,112 @@ fn processes_it_may_not_read_are_reported_unreadable() {
     // Absent, not 0: no process's PSS could be read.
     assert!(svg["memory"].get("pss_bytes").is_none(), "{svg}");
 }
+
+/// The signals systemd sends on the sandbox's bus from now on: (member, object path, first
+/// string argument), gathered by a thread until the bus goes away.
+struct Signals {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Signals {
+    fn watch(bus: &str) -> Signals {
+        let conn = zbus::blocking::connection::Builder::address(bus)
+            .and_then(|b| b.build())
+            .expect("connect to the sandbox's bus");
+        conn.call_method(
+            Some("org.freedesktop.systemd1"),
+            "/org/freedesktop/systemd1",
+            Some("org.freedesktop.systemd1.Manager"),
+            "Subscribe",
+            &(),
+        )
+        .expect("Subscribe");
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender("org.freedesktop.systemd1")
+            .expect("sender")
+            .build();
+        // The match is in place when this returns: nothing sent after it is missed.
+        let messages = zbus::blocking::MessageIterator::for_match_rule(rule, &conn, Some(4096))
+            .expect("match rule");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let _conn = conn;
+            for msg in messages.flatten() {
+                let header = msg.header();
+                let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+                let path = header.path().map(|p| p.to_string()).unwrap_or_default();
+                let first = msg
+                    .body()
+                    .deserialize::<(String,)>()
+                    .map(|(s,)| s)
+                    .or_else(|_| {
+                        msg.body()
+                            .deserialize::<(String, zbus::zvariant::OwnedObjectPath)>()
+                            .map(|(s, _)| s)
+                    })
+                    .unwrap_or_default();
+                if let Ok(mut v) = sink.lock() {
+                    v.push((member, path, first));
+                }
+            }
+        });
+        Signals { seen }
+    }
+
+    /// What arrived so far, after `settle` for stragglers.
+    fn after(&self, settle: Duration) -> Vec<(String, String, String)> {
+        std::thread::sleep(settle);
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// Looking at a serving stack changes nothing in systemd: `status` in its views and
+/// `metrics` (what each Prometheus scrape runs) load no unit and change no property, so the
+/// supervisor and every watcher (`status --follow`, the console page) sleep through them.
+/// Loading a component's socket only to look at it made systemd announce it, add and drop
+/// the service's `TriggeredBy`, and remove it again: six wake-ups of the supervisor per
+/// scrape.
+#[test]
+fn looking_at_a_serving_stack_wakes_no_one() {
+    let sb = Sandbox::new();
+    sb.run(&["start"]).code(0);
+    let signals = Signals::watch(&sb.bus);
+    for _ in 0..5 {
+        sb.run(&["status"]).code(0);
+        sb.run(&["status", "--json", "--probe"]).code(0);
+        sb.run(&["status", "svg"]).code(0);
+        sb.run(&["metrics"]).code(0);
+    }
+    let stack: Vec<String> = std::iter::once(imageserving::component::SUPERVISOR.to_owned())
+        .chain(Component::ALL.iter().map(|c| c.unit().to_owned()))
+        .chain(Component::ALL.iter().map(|c| c.socket().to_owned()))
+        .collect();
+    let paths: Vec<String> = stack.iter().map(|u| unit_path(u)).collect();
+    let woke: Vec<_> = signals
+        .after(Duration::from_secs(2))
+        .into_iter()
+        .filter(|(member, path, first)| {
+            member == "UnitNew"
+                || member == "UnitRemoved"
+                || (member == "PropertiesChanged" && paths.contains(path))
+                || stack.contains(first)
+        })
+        .collect();
+    assert!(
+        woke.is_empty(),
+        "20 looks at the stack made systemd signal: {woke:#?}"
+    );
+    // The watcher does see what loading a unit makes systemd say.
+    sb.manager()
+        .list_units_by_names(&[Component::Platform.socket()])
+        .expect("list the ps socket");
+    let seen = signals.after(Duration::from_secs(2));
+    assert!(
+        seen.iter()
+            .any(|(m, _, first)| m == "UnitNew" && first == Component::Platform.socket()),
+        "loading {} was not seen: {seen:#?}",
+        Component::Platform.socket()
+    );
+}
