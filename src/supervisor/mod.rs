@@ -54,6 +54,35 @@ enum Msg {
     BusLost(String),
 }
 
+/// The most messages one pass of the main loop takes from its queue.
+const MAX_BATCH: usize = 4096;
+
+/// What a batch of messages asks for, each thing once.
+#[derive(Default)]
+struct Batch {
+    units: Vec<OwnedObjectPath>,
+    reloaded: bool,
+    terminate: bool,
+    lost: Option<String>,
+}
+
+impl Batch {
+    fn add(&mut self, msg: Msg) {
+        match msg {
+            Msg::Unit(path) => {
+                if !self.units.contains(&path) {
+                    self.units.push(path);
+                }
+            }
+            Msg::Reloaded => self.reloaded = true,
+            Msg::Terminate => self.terminate = true,
+            Msg::BusLost(e) => {
+                self.lost.get_or_insert(e);
+            }
+        }
+    }
+}
+
 /// Parse the supervisor's arguments (`--user`/`--system`; the default is the manager that
 /// started it) and run until SIGTERM. Returns the exit code.
 pub fn run() -> i32 {
@@ -265,9 +294,12 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Wait for a message or `timeout`; handle it and what else is queued, so that a burst
-    /// costs one pass. A lost bus connection is reconnected here. Returns `true` on a request
-    /// to terminate.
+    /// Wait for a message or `timeout`; then take what else is queued, at most
+    /// [`MAX_BATCH`] messages, and act once on all of them: each unit named is read once, a
+    /// reload reads everything once. However fast signals come (a client loading and
+    /// dropping units in a loop makes thousands a second), one pass costs at most one read
+    /// per unit and returns to the probes and the watchdog. A lost bus connection is
+    /// reconnected here. Returns `true` on a request to terminate.
     fn wait(&mut self, timeout: Duration) -> Result<bool, Error> {
         let first = match self.rx.recv_timeout(timeout) {
             Ok(msg) => msg,
@@ -275,27 +307,34 @@ impl Supervisor {
             // `self.tx` is a sender: the channel cannot close while we hold it.
             Err(RecvTimeoutError::Disconnected) => return Ok(false),
         };
-        let mut next = Some(first);
-        while let Some(msg) = next.take().or_else(|| self.rx.try_recv().ok()) {
-            let handled = match msg {
-                Msg::Unit(p) => self.refresh(Some(&p)),
-                // A reload or re-execution may have changed any unit without a signal for
-                // it: read them all again.
-                Msg::Reloaded => self.reload_settings().and_then(|()| self.refresh(None)),
-                Msg::Terminate => return Ok(self.terminate()),
-                Msg::BusLost(e) => Err(Error::BusLost(e)),
-            };
-            let lost = match handled {
-                Ok(()) => continue,
-                Err(Error::BusLost(e)) => e,
-                Err(Error::Systemd(e)) if e.is_connection_lost() => e.to_string(),
-                Err(e) => return Err(e),
-            };
-            if self.reconnect(&lost) {
-                return Ok(true);
+        let mut batch = Batch::default();
+        batch.add(first);
+        for _ in 1..MAX_BATCH {
+            match self.rx.try_recv() {
+                Ok(msg) => batch.add(msg),
+                Err(_) => break,
             }
         }
-        Ok(false)
+        if batch.terminate {
+            return Ok(self.terminate());
+        }
+        let handled = match batch.lost {
+            Some(e) => Err(Error::BusLost(e)),
+            // A reload or re-execution may have changed any unit without a signal for it:
+            // read them all again.
+            None if batch.reloaded => self.reload_settings().and_then(|()| self.refresh(None)),
+            None => batch
+                .units
+                .iter()
+                .try_for_each(|path| self.refresh(Some(path))),
+        };
+        let lost = match handled {
+            Ok(()) => return Ok(false),
+            Err(Error::BusLost(e)) => e,
+            Err(Error::Systemd(e)) if e.is_connection_lost() => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        Ok(self.reconnect(&lost))
     }
 
     /// After a `daemon-reload`, take up the components' probe settings as they are now

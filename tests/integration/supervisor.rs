@@ -585,3 +585,66 @@ fn a_bad_memory_limit_is_a_configuration_error_naming_the_key() {
         sb.state(SUPERVISOR).status_text
     );
 }
+
+/// A client that loads and drops units in a loop makes systemd signal changes of the
+/// components hundreds of times a second (each load of a socket changes its service's
+/// `TriggeredBy`, and its garbage collection changes it back). The supervisor reads each
+/// unit once per pass of its loop however many signals queued, so such a storm starves
+/// neither its watchdog pings (4 s here) nor its probes: a component hung during the storm
+/// is replaced within its deadline, and the supervisor is never restarted.
+#[test]
+fn a_storm_of_unit_signals_starves_neither_the_watchdog_nor_the_probes() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut opts = Options::default().supervisor("WatchdogSec=4s");
+    for c in Component::ALL {
+        opts = opts.service(
+            c,
+            "Environment=IMAGESERVING_PROBE_TIMEOUT_SEC=0.3 IMAGESERVING_PROBE_FAILURES=2",
+        );
+    }
+    let sb = Sandbox::with(opts);
+    sb.run(&["start"]).code(0);
+    let sup = sb.state(SUPERVISOR).main_pid;
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads = Arc::new(AtomicU64::new(0));
+    let storm: Vec<_> = (0..2)
+        .map(|_| {
+            let mgr = sb.manager();
+            let (stop, loads) = (Arc::clone(&stop), Arc::clone(&loads));
+            std::thread::spawn(move || {
+                let sockets = Component::ALL.map(Component::socket);
+                while !stop.load(Ordering::Relaxed) {
+                    if mgr.list_units_by_names(&sockets).is_ok() {
+                        loads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Three watchdog periods of storm, then a hang in the middle of it.
+    std::thread::sleep(Duration::from_secs(12));
+    let svg = sb.main_pid(Component::Svg);
+    signal(svg, "STOP");
+    let replaced = std::panic::catch_unwind(|| {
+        sb.wait_replaced(Component::Svg.unit(), svg, Duration::from_secs(10))
+    });
+    stop.store(true, Ordering::Relaxed);
+    for t in storm {
+        t.join().expect("storm thread");
+    }
+    let loads = loads.load(Ordering::Relaxed);
+    let s = sb.state(SUPERVISOR);
+    assert_eq!(
+        (s.main_pid, s.restarts),
+        (sup, 0),
+        "the supervisor was restarted during {loads} socket loads: {}",
+        s.summary()
+    );
+    assert!(
+        replaced.is_ok(),
+        "a svg hung during {loads} socket loads was not replaced"
+    );
+    assert!(loads >= 1000, "only {loads} socket loads: no storm");
+    sb.run(&["status"]).code(0);
+}
