@@ -404,15 +404,7 @@ impl Manager {
         &self,
         requests: &[PropertyRequest<'_>],
     ) -> Result<Vec<Option<OwnedValue>>, SystemdError> {
-        let calls = requests
-            .iter()
-            .map(|r| self.get_call(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(self
-            .pipeline(&calls)?
-            .into_iter()
-            .map(Manager::value_of)
-            .collect())
+        Ok(self.get_many_and_file_states(requests, &[])?.values)
     }
 
     /// In one round trip: `ListUnitsByNames(names)` (loading what is not loaded), the service
